@@ -1,0 +1,344 @@
+//! Durable storage of frames in sled.
+//!
+//! Layout: tree `events` maps the first offset of each appended group (big-endian `u64`, so key
+//! order is offset order) to the group's frames, concatenated. One sled value per group rather
+//! than per record is what makes group commit cheap: sled's cost is per key (measured in
+//! ARCHITECTURE.md, "The log"). Tree `meta` holds the store format and the standalone term;
+//! tree `quarantine` keeps any torn tail cut at open, for forensics, never served.
+//!
+//! Reads never go past the committed head the caller passes: a group is inserted before it is
+//! flushed, and nothing is served before it is durable.
+
+use std::path::Path;
+
+use tracing::warn;
+
+use crate::codec::{ChainCheck, Frames, Hash, FORMAT, GENESIS};
+use crate::error::{Error, Result};
+use crate::event::{Term, Timestamp};
+use crate::record::Record;
+
+const META_FORMAT: &[u8] = b"format";
+const META_TERM: &[u8] = b"term";
+
+/// The last durable record, from which the next append continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    /// Offset of the last record, 0 when the log is empty.
+    pub last: u64,
+    pub hash: Hash,
+    pub at: Timestamp,
+}
+
+impl Tip {
+    const EMPTY: Tip = Tip {
+        last: 0,
+        hash: GENESIS,
+        at: Timestamp::UNIX_EPOCH,
+    };
+}
+
+/// What opening the log had to repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailCut {
+    /// The first offset that was cut.
+    pub from_offset: u64,
+    pub bytes: usize,
+    pub reason: String,
+}
+
+/// How to open: a writer repairs a torn tail; an inspector (verify, dump) changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    Write,
+    Inspect,
+}
+
+/// The result of walking the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub tip: Tip,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    meta: sled::Tree,
+    quarantine: sled::Tree,
+    tip: Tip,
+    cut: Option<TailCut>,
+}
+
+fn key(offset: u64) -> [u8; 8] {
+    offset.to_be_bytes()
+}
+
+fn key_offset(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| Error::Corrupt {
+        offset: 0,
+        detail: format!("bad key {key:?}"),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+impl Store {
+    /// Opens (or creates) the log at `path`, refusing a store written by a newer format and,
+    /// in [`OpenMode::Write`], cutting a torn tail.
+    pub fn open(path: &Path, mode: OpenMode, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            // We flush once per group commit; sled's own timer would only add fsyncs.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| open_error(path, e))?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_FORMAT)? {
+            Some(v) => {
+                let found = u16::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Open {
+                    path: path.display().to_string(),
+                    reason: "not a cairn log (bad format marker)".into(),
+                })?);
+                if found > FORMAT {
+                    return Err(Error::Open {
+                        path: path.display().to_string(),
+                        reason: format!(
+                            "written by a newer cairn (store format {found}, this binary \
+                             writes {FORMAT}); upgrade this binary"
+                        ),
+                    });
+                }
+            }
+            None if mode == OpenMode::Write => {
+                meta.insert(META_FORMAT, &FORMAT.to_le_bytes())?;
+            }
+            None => {}
+        }
+        let mut store = Store {
+            events: db.open_tree("events")?,
+            quarantine: db.open_tree("quarantine")?,
+            meta,
+            db,
+            tip: Tip::EMPTY,
+            cut: None,
+        };
+        store.tip = store.find_tip(mode)?;
+        if mode == OpenMode::Write {
+            store.db.flush()?;
+        }
+        Ok(store)
+    }
+
+    /// The last durable record when the store was opened.
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    /// The tail cut at open, if any.
+    pub fn tail_cut(&self) -> Option<&TailCut> {
+        self.cut.as_ref()
+    }
+
+    /// Walks back from the last group to the last valid record. In write mode a broken group
+    /// at the tail is trimmed to its valid prefix, the original kept in quarantine.
+    fn find_tip(&mut self, mode: OpenMode) -> Result<Tip> {
+        loop {
+            let Some((k, value)) = self.events.last()? else {
+                return Ok(Tip::EMPTY);
+            };
+            let first = key_offset(&k)?;
+            let mut chain = self.chain_before(first)?;
+            let scan = scan_group(&value, first, &mut chain);
+            let Some(error) = scan.failure else {
+                let last = first + scan.records - 1;
+                return Ok(Tip {
+                    last,
+                    hash: chain.prev_hash,
+                    at: chain.prev_at,
+                });
+            };
+            if mode == OpenMode::Inspect {
+                return Err(error);
+            }
+            let cut = TailCut {
+                from_offset: first + scan.records,
+                bytes: value.len() - scan.valid_bytes,
+                reason: error.to_string(),
+            };
+            warn!(from_offset = cut.from_offset, bytes = cut.bytes, reason = %cut.reason,
+                "cutting a torn tail; the cut bytes are kept in the quarantine tree");
+            self.quarantine.insert(k.clone(), value.clone())?;
+            if scan.valid_bytes == 0 {
+                self.events.remove(&k)?;
+            } else {
+                self.events.insert(&k, &value[..scan.valid_bytes])?;
+            }
+            self.cut = Some(cut);
+        }
+    }
+
+    /// The chain state just before offset `first` (the tip of the group that precedes it).
+    fn chain_before(&self, first: u64) -> Result<ChainCheck> {
+        let Some((k, value)) = self.events.range(..key(first)).next_back().transpose()? else {
+            return Ok(ChainCheck::genesis());
+        };
+        let mut chain = ChainCheck::genesis();
+        let mut last = None;
+        for frame in Frames::new(&value, key_offset(&k)?) {
+            last = Some(frame?);
+        }
+        if let Some(frame) = last {
+            chain.prev_hash = frame.hash();
+            chain.prev_at = frame.header.at;
+        }
+        Ok(chain)
+    }
+
+    /// Inserts a group of frames starting at `first`. Not durable until [`Store::flush`].
+    pub fn insert_group(&self, first: u64, frames: &[u8]) -> Result<()> {
+        self.events.insert(key(first), frames)?;
+        Ok(())
+    }
+
+    /// Makes every insert so far durable (fsync).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Reads up to `limit` records from `from`, never past `head`.
+    pub fn read(&self, from: u64, limit: usize, head: u64) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        if from > head || limit == 0 {
+            return Ok(out);
+        }
+        let start = match self.events.range(..=key(from)).next_back().transpose()? {
+            Some((k, _)) => k,
+            None => sled::IVec::from(&key(1)),
+        };
+        for group in self.events.range(start..) {
+            let (k, value) = group?;
+            for frame in Frames::new(&value, key_offset(&k)?) {
+                let frame = frame?;
+                let offset = frame.header.offset;
+                if offset < from {
+                    continue;
+                }
+                if offset > head {
+                    return Ok(out);
+                }
+                out.push(frame.decode()?);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Walks every record up to `head`: checksums, dense offsets, hash chain, monotonic time,
+    /// and that each payload decodes. The error names the first bad offset.
+    pub fn verify(&self, head: u64, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+        let mut chain = ChainCheck::genesis();
+        let mut expected = 1;
+        for group in self.events.iter() {
+            let (k, value) = group?;
+            let first = key_offset(&k)?;
+            if first > head {
+                break;
+            }
+            if first != expected {
+                return Err(Error::Corrupt {
+                    offset: expected,
+                    detail: format!("missing: the next stored group starts at {first}"),
+                });
+            }
+            for frame in Frames::new(&value, first) {
+                let frame = frame?;
+                chain.check(&frame)?;
+                frame.decode()?;
+                expected += 1;
+            }
+            progress(expected - 1);
+        }
+        let last = expected - 1;
+        if last < head {
+            return Err(Error::Corrupt {
+                offset: expected,
+                detail: "missing".into(),
+            });
+        }
+        Ok(VerifyReport {
+            records: last,
+            tip: Tip {
+                last,
+                hash: chain.prev_hash,
+                at: chain.prev_at,
+            },
+        })
+    }
+
+    /// The next standalone term: one more than the last, stored durably before use. A single
+    /// master without Raft gets a new term at each start, so records appended before and after
+    /// a restart are told apart.
+    pub fn next_term(&self) -> Result<Term> {
+        let last = match self.meta.get(META_TERM)? {
+            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
+                offset: 0,
+                detail: "bad term in meta".into(),
+            })?),
+            None => 0,
+        };
+        let term = last + 1;
+        self.meta.insert(META_TERM, &term.to_le_bytes())?;
+        self.db.flush()?;
+        Ok(Term(term))
+    }
+}
+
+/// How much of a group is intact and chained.
+struct GroupScan {
+    valid_bytes: usize,
+    records: u64,
+    /// Why the scan stopped early, if it did.
+    failure: Option<Error>,
+}
+
+fn scan_group(value: &[u8], first: u64, chain: &mut ChainCheck) -> GroupScan {
+    let mut scan = GroupScan {
+        valid_bytes: 0,
+        records: 0,
+        failure: None,
+    };
+    let mut frames = Frames::new(value, first);
+    while let Some(frame) = frames.next() {
+        if let Err(e) = frame.and_then(|f| chain.check(&f)) {
+            scan.failure = Some(e);
+            return scan;
+        }
+        scan.records += 1;
+        scan.valid_bytes = frames.position();
+    }
+    if scan.records == 0 {
+        scan.failure = Some(Error::Corrupt {
+            offset: first,
+            detail: "empty group".into(),
+        });
+    }
+    scan
+}
+
+fn open_error(path: &Path, e: sled::Error) -> Error {
+    let text = e.to_string();
+    let reason = if text.contains("lock") || text.contains("WouldBlock") {
+        format!("in use by another process ({text})")
+    } else {
+        format!("not openable ({text})")
+    };
+    Error::Open {
+        path: path.display().to_string(),
+        reason,
+    }
+}

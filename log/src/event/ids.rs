@@ -1,0 +1,227 @@
+//! Identifiers and small value types shared by every event.
+//!
+//! String ids are minted by the imperative shell (API handlers, the scheduler runner, agents)
+//! *before* an event is appended, and travel inside the event: a fold never invents an id.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest id accepted anywhere. Ids end up in URLs, sled keys and Docker labels; 256 bytes is
+/// more than Marathon's longest path-like app ids in practice and keeps keys small.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is {len} bytes long, the limit is {MAX_ID_LEN}")]
+    TooLong { kind: &'static str, len: usize },
+    #[error("{kind} contains the control character {ch:?}")]
+    ControlChar { kind: &'static str, ch: char },
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks the id's shape (non-empty, bounded, printable) and wraps it.
+            pub fn new(id: impl Into<String>) -> Result<Self, IdError> {
+                let id = id.into();
+                check_id($kind, &id)?;
+                Ok(Self(id))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn check_id(kind: &'static str, id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong {
+            kind,
+            len: id.len(),
+        });
+    }
+    if let Some(ch) = id.chars().find(|c| c.is_control()) {
+        return Err(IdError::ControlChar { kind, ch });
+    }
+    Ok(())
+}
+
+string_id!(
+    /// An agent (a machine offering resources), stable across agent restarts.
+    AgentId, "agent id"
+);
+string_id!(
+    /// A task: one process or container launched on one agent.
+    TaskId, "task id"
+);
+string_id!(
+    /// A framework: a scheduler that receives offers (built-in apps/jobs, or external).
+    FrameworkId, "framework id"
+);
+string_id!(
+    /// A resource offer.
+    OfferId, "offer id"
+);
+string_id!(
+    /// A Marathon-style app, path-like (`/prod/web`).
+    AppId, "app id"
+);
+string_id!(
+    /// A deployment of one or more apps.
+    DeploymentId, "deployment id"
+);
+string_id!(
+    /// A Chronos-style job's name.
+    JobName, "job name"
+);
+string_id!(
+    /// One run of a job (all its attempts share it).
+    RunId, "run id"
+);
+
+/// A master, a member of the replicated log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A leadership term. Every record carries the term of the leader that appended it, so a
+/// component can refuse commands from a deposed leader (fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Term(pub u64);
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A moment in UTC with microsecond precision, as assigned by the leader. Folds read time only
+/// from here; it is encoded in JSON as RFC 3339 (`2026-11-26T13:29:21.000123Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const UNIX_EPOCH: Timestamp = Timestamp(0);
+
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_micros(self.0).single().unwrap_or_default()
+    }
+
+    pub fn from_datetime(at: DateTime<Utc>) -> Self {
+        Self(at.timestamp_micros())
+    }
+
+    /// Parses RFC 3339 (any offset; kept as UTC).
+    pub fn parse_rfc3339(s: &str) -> Result<Self, chrono::ParseError> {
+        Ok(Self::from_datetime(
+            DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc),
+        ))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A range of ports, both ends included (Mesos' `[31000-32000]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    pub begin: u16,
+    pub end: u16,
+}
+
+/// Schedulable resources, in integral units so that sums are exact and deterministic:
+/// 0.2 CPUs is `cpus_milli: 200`, Marathon's `mem: 32.0` is `mem_mib: 32`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpus_milli: u64,
+    pub mem_mib: u64,
+    #[serde(default)]
+    pub disk_mib: u64,
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert_eq!(AgentId::new(""), Err(IdError::Empty { kind: "agent id" }));
+        assert!(matches!(
+            TaskId::new("a\nb"),
+            Err(IdError::ControlChar { ch: '\n', .. })
+        ));
+        assert!(matches!(
+            AppId::new("x".repeat(257)),
+            Err(IdError::TooLong { len: 257, .. })
+        ));
+        assert_eq!(AppId::new("/prod/web").unwrap().as_str(), "/prod/web");
+    }
+
+    #[test]
+    fn timestamps_round_trip_through_rfc3339() {
+        let t = Timestamp::from_micros(1_764_163_761_000_123);
+        let s = serde_json::to_string(&t).unwrap();
+        assert_eq!(s, "\"2025-11-26T13:29:21.000123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&s).unwrap(), t);
+        let offset = Timestamp::parse_rfc3339("2025-11-26T14:29:21.000123+01:00").unwrap();
+        assert_eq!(offset, t);
+    }
+}

@@ -1,0 +1,32 @@
+//! `cairn-log`: the event vocabulary and the durable, hash-chained log that holds every
+//! cluster event forever.
+//!
+//! **Role.** [`event`] defines the one vocabulary of past-tense facts (`AgentRegistered`,
+//! `TaskStatusUpdated`, `JobRunTriggered`, …) and [`Record`] the stored shape of each: offset,
+//! leader term, leader-assigned time and actor. [`codec`] frames records with a checksum and
+//! chains them by hash. With the default `engine` feature, [`engine`] stores frames in sled
+//! with group commit and serves reads and subscriptions.
+//!
+//! **Boundary.** The vocabulary and codec depend only on serde, chrono and the hash/checksum
+//! crates; sled, tokio and metrics come only with `engine`, so `projections` and `agent` use
+//! this crate with `default-features = false` and never compile storage. Nothing here knows
+//! about projections, scheduling or APIs.
+//!
+//! **Invariants.**
+//! - Offsets are dense from 1; `at` never goes back; every record's `prev_hash` is the hash of
+//!   the record before it.
+//! - An append is acknowledged only after it is durable (fsync), and nothing is ever read
+//!   before it is durable.
+//! - The encoding evolves append-only: a log written by any earlier format decodes; a record of
+//!   a newer format is refused, never misread.
+//! - The log is never rewritten, except that a torn tail found at open is cut (and kept aside).
+
+pub mod codec;
+#[cfg(feature = "engine")]
+pub mod engine;
+mod error;
+pub mod event;
+mod record;
+
+pub use error::{Error, Result};
+pub use record::{Offset, Record};

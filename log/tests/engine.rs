@@ -1,0 +1,318 @@
+//! The log engine against real sled storage in temp dirs.
+
+use std::sync::Arc;
+
+use cairn_log::codec::{self, Header, FORMAT};
+use cairn_log::engine::{Log, LogConfig, ManualClock, OpenMode, Store, SystemClock};
+use cairn_log::event::{Actor, Entry, Event, FormatBarrier, NodeId, Term, Timestamp};
+use cairn_log::{Error, Offset};
+use prometheus_client::registry::Registry;
+
+fn entry(n: u16) -> Entry {
+    Entry {
+        actor: Actor::master(NodeId(7)),
+        event: Event::FormatBarrier(FormatBarrier { min_format: n }),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Log {
+    open_with(LogConfig::new(dir.join("log")))
+}
+
+fn open_with(config: LogConfig) -> Log {
+    Log::open(config, Arc::new(SystemClock), &mut Registry::default()).unwrap()
+}
+
+fn min_format(record: &cairn_log::Record) -> u16 {
+    match &record.event {
+        Event::FormatBarrier(b) => b.min_format,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_dense_ordered_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.term(), Term(1));
+    let mut tasks = Vec::new();
+    for writer in 0..8u16 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..20u16 {
+                let batch = (0..5).map(|j| entry(writer * 1000 + i * 10 + j)).collect();
+                acks.push(log.append(batch).await.unwrap());
+            }
+            acks
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(log.head(), 800);
+    let records = log.read(Offset::FIRST, 10_000).unwrap();
+    let offsets: Vec<u64> = records.iter().map(|r| r.offset.get()).collect();
+    assert_eq!(offsets, (1..=800).collect::<Vec<_>>());
+    // Each append's five entries are contiguous and in the order given.
+    for ack in &acked {
+        let got: Vec<u16> = (ack.first.get()..=ack.last.get())
+            .map(|o| min_format(&records[o as usize - 1]))
+            .collect();
+        assert_eq!(got.len(), 5);
+        assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    }
+    log.close().await;
+    assert!(matches!(
+        log.append(vec![entry(1)]).await,
+        Err(Error::Closed)
+    ));
+    drop(log);
+
+    let log = open(dir.path());
+    assert_eq!(
+        log.term(),
+        Term(2),
+        "each opening for writing is a new term"
+    );
+    assert_eq!(log.head(), 800);
+    let ack = log.append(vec![entry(9)]).await.unwrap();
+    assert_eq!(ack.first.get(), 801);
+    let report = log.verify().unwrap();
+    assert_eq!(report.records, 801);
+    let last = log.read(Offset::new(801).unwrap(), 10).unwrap();
+    assert_eq!(last[0].term, Term(2));
+}
+
+#[tokio::test]
+async fn time_in_the_log_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(5_000_000)));
+    let log = Log::open(
+        LogConfig::new(dir.path().join("log")),
+        clock.clone(),
+        &mut Registry::default(),
+    )
+    .unwrap();
+    let first = log.append(vec![entry(1)]).await.unwrap();
+    clock.set(Timestamp::from_micros(1_000_000));
+    let second = log.append(vec![entry(2)]).await.unwrap();
+    assert_eq!(first.at, Timestamp::from_micros(5_000_000));
+    assert_eq!(
+        second.at, first.at,
+        "a clock stepping back does not move `at` back"
+    );
+    clock.set(Timestamp::from_micros(9_000_000));
+    assert_eq!(
+        log.append(vec![entry(3)]).await.unwrap().at,
+        Timestamp::from_micros(9_000_000)
+    );
+}
+
+#[tokio::test]
+async fn bad_appends_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log"));
+    config.max_append_entries = 3;
+    let log = open_with(config);
+    assert!(matches!(log.append(vec![]).await, Err(Error::EmptyBatch)));
+    let err = log.append((0..4).map(entry).collect()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::BatchTooLarge { len: 4, limit: 3 }),
+        "{err}"
+    );
+    assert_eq!(log.head(), 0);
+}
+
+#[tokio::test]
+async fn a_subscription_catches_up_then_follows_with_no_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for i in 0..100 {
+        log.append(vec![entry(i)]).await.unwrap();
+    }
+    let mut sub = log.subscribe(Offset::new(40).unwrap()).unwrap();
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                log.append(vec![entry(i), entry(i)]).await.unwrap();
+            }
+        })
+    };
+    let mut expected = 40;
+    while expected <= 500 {
+        let record = sub.next().await.unwrap().unwrap();
+        assert_eq!(record.offset.get(), expected);
+        expected += 1;
+    }
+    writer.await.unwrap();
+    log.close().await;
+    assert!(
+        sub.next().await.is_none(),
+        "a closed log ends its subscriptions"
+    );
+}
+
+/// Polls a future once: puts a subscription into live mode without waiting for a record.
+async fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = f => Some(out),
+        () = std::future::ready(()) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_live_subscriber_is_dropped_with_its_resume_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::new(dir.path().join("log"));
+    config.subscriber_buffer = 4;
+    config.max_subscribers = 1;
+    let log = open_with(config);
+    log.append(vec![entry(0)]).await.unwrap();
+    let mut sub = log.subscribe(Offset::FIRST).unwrap();
+    assert!(matches!(
+        log.subscribe(Offset::FIRST),
+        Err(Error::TooManySubscribers { limit: 1 })
+    ));
+    assert_eq!(sub.next().await.unwrap().unwrap().offset.get(), 1);
+    assert!(
+        poll_once(sub.next()).await.is_none(),
+        "caught up: now live and waiting"
+    );
+    for i in 0..10 {
+        log.append(vec![entry(i)]).await.unwrap();
+    }
+    let err = sub.next().await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Lagged {
+                resume_from: 2,
+                limit: 4
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("resume from offset 2"), "{err}");
+    assert!(sub.next().await.is_none());
+    drop(sub);
+    // Resuming from the named offset yields everything after it, from storage.
+    let mut sub = log.subscribe(Offset::new(2).unwrap()).unwrap();
+    for expected in 2..=11 {
+        assert_eq!(sub.next().await.unwrap().unwrap().offset.get(), expected);
+    }
+}
+
+/// Builds a valid frame for `offset` following `prev`.
+fn frame(offset: u64, prev: codec::Hash, at: Timestamp) -> (Vec<u8>, codec::Hash) {
+    let mut out = Vec::new();
+    let header = Header {
+        format: FORMAT,
+        offset,
+        term: Term(1),
+        at,
+        prev_hash: prev,
+    };
+    let payload = codec::encode_payload(&entry(1)).unwrap();
+    let hash = codec::write_frame(&mut out, &header, &payload);
+    (out, hash)
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_at_open_and_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let ack = log.append(vec![entry(1), entry(2)]).await.unwrap();
+    let tip = log.verify().unwrap().tip;
+    log.close().await;
+    drop(log);
+    {
+        // A group that reached the disk half-written: one whole frame, then half of the next.
+        let db = sled::open(dir.path().join("log")).unwrap();
+        let (mut torn, hash) = frame(3, tip.hash, tip.at);
+        let (second, _) = frame(4, hash, tip.at);
+        torn.extend_from_slice(&second[..second.len() / 2]);
+        db.open_tree("events")
+            .unwrap()
+            .insert(3u64.to_be_bytes(), torn)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let inspect = Store::open(&dir.path().join("log"), OpenMode::Inspect, 1 << 20).unwrap_err();
+    assert!(
+        matches!(inspect, Error::Corrupt { offset: 4, .. }),
+        "{inspect}"
+    );
+
+    let log = open(dir.path());
+    let cut = log.tail_cut().expect("the torn tail was cut");
+    assert_eq!(cut.from_offset, 4);
+    assert!(cut.reason.contains("torn frame"), "{}", cut.reason);
+    assert_eq!(log.head(), 3, "the intact frame of the torn group is kept");
+    assert_eq!(ack.last.get(), 2);
+    assert_eq!(log.append(vec![entry(5)]).await.unwrap().first.get(), 4);
+    assert_eq!(log.verify().unwrap().records, 4);
+}
+
+#[tokio::test]
+async fn corruption_in_the_middle_is_named_by_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for i in 0..5 {
+        log.append(vec![entry(i)]).await.unwrap();
+    }
+    log.close().await;
+    drop(log);
+    {
+        let db = sled::open(dir.path().join("log")).unwrap();
+        let events = db.open_tree("events").unwrap();
+        let mut group = events.get(3u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let last = group.len() - 3;
+        group[last] ^= 0x20; // inside the JSON payload
+        events.insert(3u64.to_be_bytes(), group).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&dir.path().join("log"), OpenMode::Inspect, 1 << 20).unwrap();
+    let err = store.verify(store.tip().last, |_| {}).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { offset: 3, .. }), "{err}");
+    assert!(err.to_string().contains("offset 3"), "{err}");
+    let err = store.read(1, 10, 5).unwrap_err();
+    assert!(
+        matches!(err, Error::Corrupt { offset: 3, .. }),
+        "reads never serve it: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_from_a_newer_cairn_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("log")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &(FORMAT + 1).to_le_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Log::open(
+        LogConfig::new(dir.path().join("log")),
+        Arc::new(SystemClock),
+        &mut Registry::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("newer cairn"), "{err}");
+}
+
+#[tokio::test]
+async fn a_log_in_use_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = open(dir.path());
+    let err = Store::open(&dir.path().join("log"), OpenMode::Inspect, 1 << 20).unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+}
