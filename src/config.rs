@@ -1,0 +1,242 @@
+//! Configuration of `cairn dev`: documented defaults, then a TOML file, then environment
+//! variables, then flags; each later source overrides the earlier ones field by field.
+//!
+//! ```toml
+//! # cairn.toml — every key is optional; shown with its default
+//! data-dir = "./cairn-data"
+//! listen = "127.0.0.1:5050"
+//! node-id = 1
+//! log-format = "pretty"        # or "json"
+//! log-level = "info"           # a tracing filter, e.g. "info,cairn_log=debug"
+//!
+//! [log]
+//! max-append-entries = 10000   # entries in one append
+//! queue-depth = 1024           # queued appends before appenders wait
+//! subscriber-buffer = 1024     # groups a live subscriber may lag before it is dropped
+//! max-subscribers = 1024
+//! cache-mib = 256              # sled page cache
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogSection {
+    pub max_append_entries: usize,
+    pub queue_depth: usize,
+    pub subscriber_buffer: usize,
+    pub max_subscribers: usize,
+    pub cache_mib: u64,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let d = cairn_log::engine::LogConfig::new("");
+        Self {
+            max_append_entries: d.max_append_entries,
+            queue_depth: d.queue_depth,
+            subscriber_buffer: d.subscriber_buffer,
+            max_subscribers: d.max_subscribers,
+            cache_mib: d.cache_bytes >> 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DevConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_id: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub log: LogSection,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./cairn-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            node_id: 1,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+/// The flags (each also read from its `CAIRN_*` variable) that override the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct DevFlags {
+    /// A TOML configuration file.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the log and checkpoints live [default: ./cairn-data].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve on; `cairn dev` accepts loopback addresses only [default: 127.0.0.1:5050].
+    #[arg(long, env = "CAIRN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// How to write logs [default: pretty].
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// A tracing filter such as `info` or `info,cairn_log=debug` [default: info].
+    #[arg(long, env = "CAIRN_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl DevConfig {
+    /// Layers defaults, the file named by `flags.config` (if any) and the flags, then checks
+    /// the result.
+    pub fn load(flags: &DevFlags) -> anyhow::Result<Self> {
+        let mut config = match &flags.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(v) = &flags.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = flags.listen {
+            config.listen = v;
+        }
+        if let Some(v) = flags.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = &flags.log_level {
+            config.log_level = v.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.listen.ip().is_loopback() {
+            bail!(
+                "listen: cairn dev serves loopback only (no authentication), got {}",
+                self.listen
+            );
+        }
+        if self.node_id == 0 {
+            bail!("node-id: must be at least 1");
+        }
+        let log = &self.log;
+        for (name, value) in [
+            ("log.max-append-entries", log.max_append_entries),
+            ("log.queue-depth", log.queue_depth),
+            ("log.subscriber-buffer", log.subscriber_buffer),
+            ("log.max-subscribers", log.max_subscribers),
+        ] {
+            if value == 0 {
+                bail!("{name}: must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// The log engine's configuration under this data dir.
+    pub fn log_config(&self) -> cairn_log::engine::LogConfig {
+        let mut c = cairn_log::engine::LogConfig::new(log_path(&self.data_dir));
+        c.max_append_entries = self.log.max_append_entries;
+        c.queue_depth = self.log.queue_depth;
+        c.subscriber_buffer = self.log.subscriber_buffer;
+        c.max_subscribers = self.log.max_subscribers;
+        c.cache_bytes = self.log.cache_mib << 20;
+        c
+    }
+}
+
+/// Where a data dir keeps its log.
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        assert_eq!(
+            DevConfig::load(&DevFlags::default()).unwrap(),
+            DevConfig::default()
+        );
+        let file =
+            write("data-dir = \"/var/lib/cairn\"\nlog-format = \"json\"\n[log]\nqueue-depth = 7\n");
+        let flags = DevFlags {
+            config: Some(file.path().to_owned()),
+            listen: Some("127.0.0.2:6060".parse().unwrap()),
+            log_format: Some(LogFormat::Pretty),
+            ..DevFlags::default()
+        };
+        let config = DevConfig::load(&flags).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/cairn"));
+        assert_eq!(config.listen, "127.0.0.2:6060".parse().unwrap());
+        assert_eq!(
+            config.log_format,
+            LogFormat::Pretty,
+            "the flag wins over the file"
+        );
+        assert_eq!(config.log.queue_depth, 7);
+        assert_eq!(
+            config.log.max_subscribers, 1024,
+            "unset keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let file = write("listen = \"0.0.0.0:5050\"\n");
+        let flags = DevFlags {
+            config: Some(file.path().to_owned()),
+            ..DevFlags::default()
+        };
+        let err = DevConfig::load(&flags).unwrap_err().to_string();
+        assert!(
+            err.starts_with("listen: cairn dev serves loopback only"),
+            "{err}"
+        );
+
+        let file = write("[log]\nqueue-dept = 3\n");
+        let flags = DevFlags {
+            config: Some(file.path().to_owned()),
+            ..DevFlags::default()
+        };
+        let err = format!("{:#}", DevConfig::load(&flags).unwrap_err());
+        assert!(err.contains("unknown field `queue-dept`"), "{err}");
+
+        let file = write("[log]\nqueue-depth = 0\n");
+        let flags = DevFlags {
+            config: Some(file.path().to_owned()),
+            ..DevFlags::default()
+        };
+        let err = DevConfig::load(&flags).unwrap_err().to_string();
+        assert_eq!(err, "log.queue-depth: must be at least 1");
+    }
+}
