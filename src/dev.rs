@@ -39,6 +39,8 @@ pub fn main(flags: DevFlags) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: DevConfig) -> anyhow::Result<()> {
+    // Installed before anything is announced, so that a signal never finds the default action.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data-dir: cannot create {}", config.data_dir.display()))?;
     let mut registry = Registry::default();
@@ -82,7 +84,7 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
         "cairn dev is serving on http://{}", config.listen
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(stop_on_signal(signals, shutdown.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
@@ -124,19 +126,27 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     }
 }
 
+/// SIGTERM and SIGINT, caught.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Cancels `token` on SIGINT or SIGTERM.
-async fn stop_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return;
-    };
+async fn stop_on_signal(mut signals: Signals, token: CancellationToken) {
     tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
+        _ = signals.term.recv() => info!("SIGTERM: shutting down"),
+        _ = signals.int.recv() => info!("SIGINT: shutting down"),
     }
     token.cancel();
 }

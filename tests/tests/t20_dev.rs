@@ -1,0 +1,176 @@
+//! `cairn dev` as a user runs it: a real process on loopback, its endpoints, a clean stop on
+//! SIGTERM, and the offline `cairn log verify` / `cairn log dump` over what it wrote.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_tests::{cairn_bin, free_port, http_get, Lines, Proc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Starts `cairn dev` and waits for its "serving" log line.
+fn start_dev(data_dir: &std::path::Path, port: u16) -> (Proc, Lines) {
+    let mut child = Command::new(cairn_bin())
+        .args([
+            "dev",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tracing writes to stderr; read it as lines.
+    let stderr = child.stderr.take().unwrap();
+    let lines = Lines::from_reader(stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = lines
+            .next_before(deadline)
+            .expect("cairn dev did not start serving");
+        if line.contains("cairn dev is serving") {
+            break;
+        }
+    }
+    (Proc(child), lines)
+}
+
+fn stop(mut dev: Proc) {
+    kill(Pid::from_raw(dev.0.id() as i32), Signal::SIGTERM).unwrap();
+    let status = dev
+        .wait_for_exit(Duration::from_secs(30))
+        .expect("cairn dev did not stop on SIGTERM");
+    assert!(status.success(), "cairn dev exited with {status}");
+}
+
+fn cairn(args: &[&str], data_dir: &std::path::Path) -> Output {
+    Command::new(cairn_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (dev, _logs) = start_dev(dir.path(), port);
+    assert_eq!(http_get(port, "/livez").unwrap(), (200, "ok\n".into()));
+    assert_eq!(http_get(port, "/readyz").unwrap(), (200, "ready\n".into()));
+    let (status, metrics) = http_get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "cairn_log_appended_records_total 1",
+        "cairn_log_head_offset 1",
+        "cairn_log_subscribers 0",
+        "cairn_log_flush_seconds_count 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} missing from\n{metrics}"
+        );
+    }
+    assert_eq!(http_get(port, "/nope").unwrap().0, 404);
+    stop(dev);
+
+    // A second start is a new term, continuing the same log.
+    let (dev, _logs) = start_dev(dir.path(), port);
+    stop(dev);
+
+    let verify = cairn(&["log", "verify"], dir.path());
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        stdout(&verify).starts_with("ok: 2 records, offsets 1..=2, chain intact"),
+        "{}",
+        stdout(&verify)
+    );
+
+    let dump = stdout(&cairn(&["log", "dump"], dir.path()));
+    let records: Vec<serde_json::Value> = dump
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    for (i, r) in records.iter().enumerate() {
+        let term = i as u64 + 1;
+        assert_eq!(r["offset"], term);
+        assert_eq!(r["term"], term);
+        assert_eq!(r["event"]["LeaderElected"]["term"], term);
+        assert_eq!(
+            r["event"]["LeaderElected"]["address"],
+            format!("127.0.0.1:{port}")
+        );
+        assert_eq!(r["actor"]["principal"]["master"]["node_id"], 1);
+    }
+    let second = stdout(&cairn(
+        &["log", "dump", "--from", "2", "--to", "2"],
+        dir.path(),
+    ));
+    assert_eq!(second.lines().count(), 1);
+    assert_eq!(second.lines().next(), dump.lines().nth(1));
+}
+
+#[test]
+fn verify_names_the_first_bad_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for _ in 0..3 {
+        let (dev, _logs) = start_dev(dir.path(), port);
+        stop(dev);
+    }
+    {
+        let db = sled::Config::new()
+            .path(dir.path().join("log"))
+            .segment_size(cairn_log::engine::SEGMENT_BYTES)
+            .open()
+            .unwrap();
+        let events = db.open_tree("events").unwrap();
+        let mut value = events.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let at = value.len() - 10;
+        value[at] ^= 0x01;
+        events.insert(2u64.to_be_bytes(), value).unwrap();
+        db.flush().unwrap();
+    }
+    let verify = cairn(&["log", "verify"], dir.path());
+    assert_eq!(verify.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        err.contains("record at offset 2 is corrupt: checksum mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(cairn_bin())
+        .args(["dev", "--listen", "0.0.0.0:5999", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listen: cairn dev serves loopback only"),
+        "{err}"
+    );
+    assert!(!dir.path().join("log").exists(), "nothing was created");
+
+    let missing = dir.path().join("nothing-here");
+    let out = cairn(&["log", "verify"], &missing);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data-dir: no log at"));
+}
