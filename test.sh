@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every check and test cairn has — the same gate as CI (.ci/run calls this script).
+# Installs what the tests need first, so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets -- -D warnings
+# The vocabulary must build without the storage engine (what projections and agent use).
+cargo clippy -p cairn-log --no-default-features -- -D warnings
+
+step "build (the end-to-end tests run the real binaries)"
+cargo build --workspace --bins
+
+step "doc tests"
+cargo test --workspace --doc --quiet
+
+# Last, so that its summary closes the output.
+step "tests"
+cargo nextest run --workspace --profile ci
