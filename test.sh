@@ -16,8 +16,10 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets -- -D warnings
-# The vocabulary must build without the storage engine (what projections and agent use).
+# The vocabulary must build without the storage engine, and the pure crates must build on it
+# alone (a package built by itself gets only its own features, so this proves the boundary).
 cargo clippy -p cairn-log --no-default-features -- -D warnings
+cargo clippy -p cairn-projections -- -D warnings
 
 step "build (the end-to-end tests run the real binaries)"
 cargo build --workspace --bins

@@ -1,12 +1,45 @@
 //! `cairn-projections`: read models folded from the event log — cluster, tasks, apps, jobs and
-//! audit — and the state as of any offset or time.
+//! audit — and the state as of any offset.
 //!
-//! **Status.** Empty: the folds land with the projections issue (#4). This crate exists now so
-//! that the workspace has its final shape and its boundary is fixed from the start.
+//! **Role.** [`State`] holds every read model; [`Fold::apply`] folds one record into it. The
+//! state as of offset N is the fold of records 1..=N, or of a checkpoint (a serialized
+//! `State` at some M ≤ N) and records M+1..=N: checkpoints are a cache, never the truth.
 //!
-//! **Boundary.** Depends only on `cairn-log`'s vocabulary (`default-features = false`): never
-//! on storage, tokio or any API crate.
+//! **Boundary.** Depends only on `cairn-log`'s vocabulary (`default-features = false`) and
+//! serde: never on storage, tokio or any API crate. Reading the log and storing checkpoints is
+//! the caller's job.
 //!
 //! **Invariants.** Pure and synchronous: a fold reads only the records it is given (time from
-//! `Record::at`), never a clock, random numbers or hash-map iteration order (`clippy.toml` here
-//! forbids them), so every replay of the same log gives byte-identical state.
+//! `Record::at`), never a clock, random numbers or hash-map iteration order (`clippy.toml`
+//! here forbids them); so every replay of the same log gives byte-identical state
+//! (`tests/determinism.rs`). A fold never fails: a record that does not fit is counted in
+//! [`Anomalies`] and replay goes on.
+
+pub mod apps;
+pub mod audit;
+pub mod cluster;
+pub mod jobs;
+mod state;
+pub mod tasks;
+
+use cairn_log::Record;
+
+pub use state::{Anomalies, Anomaly, State};
+
+/// A read model built by folding records in offset order.
+pub trait Fold {
+    /// Folds the next record. Total: never fails, never panics.
+    fn apply(&mut self, record: &Record);
+}
+
+impl State {
+    /// Folds the records of `records` that come after this state, up to offset `until`
+    /// (inclusive): the step from a checkpoint to the state as of `until`.
+    pub fn advance<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>, until: u64) {
+        for record in records.into_iter().take_while(|r| r.offset.get() <= until) {
+            if record.offset.get() > self.offset {
+                self.apply(record);
+            }
+        }
+    }
+}

@@ -125,7 +125,8 @@ impl fmt::Display for Term {
 
 /// A moment in UTC with microsecond precision, as assigned by the leader. Folds read time only
 /// from here; it is encoded in JSON as RFC 3339 (`2026-11-26T13:29:21.000123Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The default is the Unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -197,9 +198,123 @@ pub struct Resources {
     pub ports: Vec<PortRange>,
 }
 
+impl Resources {
+    /// The sum, or `None` on overflow.
+    pub fn checked_add(&self, other: &Resources) -> Option<Resources> {
+        Some(Resources {
+            cpus_milli: self.cpus_milli.checked_add(other.cpus_milli)?,
+            mem_mib: self.mem_mib.checked_add(other.mem_mib)?,
+            disk_mib: self.disk_mib.checked_add(other.disk_mib)?,
+            ports: port_union(&self.ports, &other.ports),
+        })
+    }
+
+    /// `self - other`, or `None` unless `other` is contained in `self` (ports included).
+    pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
+        Some(Resources {
+            cpus_milli: self.cpus_milli.checked_sub(other.cpus_milli)?,
+            mem_mib: self.mem_mib.checked_sub(other.mem_mib)?,
+            disk_mib: self.disk_mib.checked_sub(other.disk_mib)?,
+            ports: port_difference(&self.ports, &other.ports)?,
+        })
+    }
+}
+
+/// Sorted, merged ranges covering the same ports as `ranges`.
+fn normalize(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
+    ranges.sort();
+    let mut out: Vec<PortRange> = Vec::with_capacity(ranges.len());
+    for r in ranges.into_iter().filter(|r| r.begin <= r.end) {
+        match out.last_mut() {
+            Some(last) if u32::from(r.begin) <= u32::from(last.end) + 1 => {
+                last.end = last.end.max(r.end)
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn port_union(a: &[PortRange], b: &[PortRange]) -> Vec<PortRange> {
+    normalize(a.iter().chain(b).copied().collect())
+}
+
+/// `a - b` as ranges, or `None` if some port of `b` is not in `a`.
+fn port_difference(a: &[PortRange], b: &[PortRange]) -> Option<Vec<PortRange>> {
+    let mut out = normalize(a.to_vec());
+    for cut in normalize(b.to_vec()) {
+        let i = out
+            .iter()
+            .position(|r| r.begin <= cut.begin && cut.end <= r.end)?;
+        let r = out.remove(i);
+        if cut.end < r.end {
+            out.insert(
+                i,
+                PortRange {
+                    begin: cut.end + 1,
+                    end: r.end,
+                },
+            );
+        }
+        if r.begin < cut.begin {
+            out.insert(
+                i,
+                PortRange {
+                    begin: r.begin,
+                    end: cut.begin - 1,
+                },
+            );
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ports(ranges: &[(u16, u16)]) -> Resources {
+        Resources {
+            ports: ranges
+                .iter()
+                .map(|&(begin, end)| PortRange { begin, end })
+                .collect(),
+            ..Resources::default()
+        }
+    }
+
+    #[test]
+    fn resources_add_and_subtract_exactly() {
+        let total = Resources {
+            cpus_milli: 2000,
+            mem_mib: 1024,
+            disk_mib: 10,
+            ports: ports(&[(31000, 31010)]).ports,
+        };
+        let task = Resources {
+            cpus_milli: 200,
+            mem_mib: 32,
+            disk_mib: 0,
+            ports: ports(&[(31003, 31003)]).ports,
+        };
+        let left = total.checked_sub(&task).unwrap();
+        assert_eq!(left.cpus_milli, 1800);
+        assert_eq!(left.ports, ports(&[(31000, 31002), (31004, 31010)]).ports);
+        assert_eq!(left.checked_add(&task).unwrap(), total);
+        assert_eq!(task.checked_sub(&total), None, "more than there is");
+        assert_eq!(
+            ports(&[(1, 5)]).checked_sub(&ports(&[(4, 7)])),
+            None,
+            "ports not all held"
+        );
+        assert_eq!(
+            ports(&[(1, 2), (3, 4), (9, 9)])
+                .checked_add(&ports(&[]))
+                .unwrap()
+                .ports,
+            ports(&[(1, 4), (9, 9)]).ports
+        );
+    }
 
     #[test]
     fn ids_are_checked() {

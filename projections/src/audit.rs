@@ -1,0 +1,29 @@
+//! The audit read model: who changed what, when and from where. Each entry names the offset of
+//! the previous change to the same subject, so "before" is the state as of that offset and
+//! "after" the state as of this one.
+
+use std::collections::BTreeMap;
+
+use cairn_log::event::{Actor, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Changes made by users and external frameworks, oldest first.
+    pub entries: Vec<AuditEntry>,
+    /// Offset of the latest change per subject.
+    pub latest: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub offset: u64,
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// The event's type, e.g. `AppUpdated`.
+    pub kind: String,
+    /// What changed: `app:/web`, `job:nightly`, `task:web.1`, `agent:a1`, `framework:f1`.
+    pub subject: String,
+    /// The previous change to the same subject, if any.
+    pub previous: Option<u64>,
+}

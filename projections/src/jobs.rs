@@ -1,0 +1,70 @@
+//! The jobs read model: definitions, runs with their attempts and outcome, missed runs, and the
+//! dependency graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_log::event::{JobName, JobSpec, RunCause, RunId, RunOutcome, TaskId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Jobs {
+    pub jobs: BTreeMap<JobName, Job>,
+    pub runs: BTreeMap<RunId, Run>,
+    /// Which run was triggered for each `(job, scheduled_for)`: a run is triggered at most once.
+    pub triggered: BTreeMap<JobName, BTreeMap<Timestamp, RunId>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub spec: JobSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub success_count: u64,
+    pub error_count: u64,
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<Timestamp>,
+    pub last_run: Option<RunId>,
+    /// Runs triggered and not finished.
+    pub active_runs: BTreeSet<RunId>,
+    /// Runs that were due but could not start within epsilon.
+    pub missed: Vec<MissedRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedRun {
+    pub scheduled_for: Timestamp,
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub job: JobName,
+    pub scheduled_for: Timestamp,
+    pub cause: RunCause,
+    pub triggered_at: Timestamp,
+    pub attempts: Vec<Attempt>,
+    pub outcome: Option<RunOutcome>,
+    pub finished_at: Option<Timestamp>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub task_id: Option<TaskId>,
+    pub started_at: Option<Timestamp>,
+    /// Why the attempt before this one was retried.
+    pub retry_reason: Option<String>,
+}
+
+impl Jobs {
+    /// Jobs that name `job` as a parent, in name order: the edges of the dependency graph.
+    pub fn children(&self, job: &JobName) -> Vec<&JobName> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| j.spec.parents.contains(job))
+            .map(|(name, _)| name)
+            .collect()
+    }
+}

@@ -1,0 +1,717 @@
+//! The whole read side as one fold: every record updates the models it concerns.
+//!
+//! One `match` over the event, rather than one fold per model, because some facts touch
+//! several models at once (a task ending frees its agent's resources and leaves its app's
+//! instances) and each must see the others' state *before* the record.
+
+use std::collections::BTreeSet;
+
+use cairn_log::event::{Event, Principal, Resources, TaskOwner, Timestamp};
+use cairn_log::Record;
+use serde::{Deserialize, Serialize};
+
+use crate::apps::{App, AppVersion, Apps, Deployment, DeploymentStatus, VersionChange};
+use crate::audit::{Audit, AuditEntry};
+use crate::cluster::{
+    Agent, AgentStatus, Cluster, Framework, FrameworkStatus, Leader, Master, OutstandingOffer,
+};
+use crate::jobs::{Attempt, Job, Jobs, MissedRun, Run};
+use crate::tasks::{Status, Task, Tasks};
+
+/// Every read model, as of `offset`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The last record folded (0: none).
+    pub offset: u64,
+    /// When that record was appended.
+    pub at: Timestamp,
+    pub cluster: Cluster,
+    pub tasks: Tasks,
+    pub apps: Apps,
+    pub jobs: Jobs,
+    pub audit: Audit,
+    pub anomalies: Anomalies,
+}
+
+/// Records that did not fit the state they were folded into (a status for an unknown task, a
+/// second trigger of the same run, …). A fold never fails, so that replay never stops halfway;
+/// it counts what it could not apply and remembers the latest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomalies {
+    pub count: u64,
+    pub latest: Option<Anomaly>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub offset: u64,
+    pub what: String,
+}
+
+impl crate::Fold for State {
+    fn apply(&mut self, record: &Record) {
+        let offset = record.offset.get();
+        if offset != self.offset + 1 {
+            self.anomaly(
+                offset,
+                format!("record {offset} folded after {}", self.offset),
+            );
+        }
+        self.offset = offset;
+        self.at = record.at;
+        self.audit_record(record);
+        self.apply_event(offset, record.at, &record.event);
+    }
+}
+
+impl State {
+    fn anomaly(&mut self, offset: u64, what: String) {
+        self.anomalies.count += 1;
+        self.anomalies.latest = Some(Anomaly { offset, what });
+    }
+
+    /// Adds or removes `delta` to one of an agent's resource sums, recording an anomaly if the
+    /// arithmetic does not hold (which would mean an over-committed agent).
+    fn adjust(
+        &mut self,
+        offset: u64,
+        agent_id: &cairn_log::event::AgentId,
+        which: Sum,
+        delta: &Resources,
+        add: bool,
+    ) {
+        let Some(agent) = self.cluster.agents.get_mut(agent_id) else {
+            return self.anomaly(offset, format!("resources of unknown agent {agent_id}"));
+        };
+        let sum = match which {
+            Sum::Used => &mut agent.used,
+            Sum::Offered => &mut agent.offered,
+        };
+        let next = if add {
+            sum.checked_add(delta)
+        } else {
+            sum.checked_sub(delta)
+        };
+        match next {
+            Some(next) => *sum = next,
+            None => self.anomaly(
+                offset,
+                format!("{which:?} resources of agent {agent_id} do not add up"),
+            ),
+        }
+    }
+
+    fn audit_record(&mut self, record: &Record) {
+        if !matches!(
+            record.actor.principal,
+            Principal::User { .. } | Principal::Framework { .. }
+        ) {
+            return;
+        }
+        let Some(subject) = subject(&record.event) else {
+            return;
+        };
+        let offset = record.offset.get();
+        let previous = self.audit.latest.insert(subject.clone(), offset);
+        self.audit.entries.push(AuditEntry {
+            offset,
+            at: record.at,
+            actor: record.actor.clone(),
+            kind: <&'static str>::from(record.event.kind()).to_owned(),
+            subject,
+            previous,
+        });
+    }
+
+    fn apply_event(&mut self, offset: u64, at: Timestamp, event: &Event) {
+        match event {
+            Event::LeaderElected(e) => {
+                self.cluster.leader = Some(Leader {
+                    node_id: e.node_id,
+                    term: e.term,
+                    address: e.address.clone(),
+                    since: at,
+                });
+            }
+            Event::MasterJoined(e) => {
+                self.cluster.masters.insert(
+                    e.node_id,
+                    Master {
+                        address: e.address.clone(),
+                        joined_at: at,
+                    },
+                );
+            }
+            Event::MasterLeft(e) => {
+                if self.cluster.masters.remove(&e.node_id).is_none() {
+                    self.anomaly(offset, format!("unknown master {} left", e.node_id));
+                }
+            }
+            Event::FormatBarrier(_) => {}
+
+            Event::AgentRegistered(e) => {
+                let agent = Agent {
+                    hostname: e.hostname.clone(),
+                    address: e.address.clone(),
+                    attributes: e.attributes.clone(),
+                    version: e.version.clone(),
+                    status: AgentStatus::Active,
+                    registered_at: at,
+                    updated_at: at,
+                    total: e.resources.clone(),
+                    used: Resources::default(),
+                    offered: Resources::default(),
+                    tasks: BTreeSet::new(),
+                };
+                if self
+                    .cluster
+                    .agents
+                    .insert(e.agent_id.clone(), agent)
+                    .is_some()
+                {
+                    self.anomaly(offset, format!("agent {} registered twice", e.agent_id));
+                }
+            }
+            Event::AgentReregistered(e) => match self.cluster.agents.get_mut(&e.agent_id) {
+                Some(agent) => {
+                    agent.hostname = e.hostname.clone();
+                    agent.address = e.address.clone();
+                    agent.attributes = e.attributes.clone();
+                    agent.version = e.version.clone();
+                    agent.total = e.resources.clone();
+                    agent.status = AgentStatus::Active;
+                    agent.updated_at = at;
+                }
+                None => self.anomaly(
+                    offset,
+                    format!("unknown agent {} re-registered", e.agent_id),
+                ),
+            },
+            Event::AgentDisconnected(e) => {
+                self.agent_status(offset, at, &e.agent_id, AgentStatus::Disconnected)
+            }
+            Event::AgentLost(e) => self.agent_status(offset, at, &e.agent_id, AgentStatus::Lost),
+            Event::AgentRemoved(e) => {
+                self.agent_status(offset, at, &e.agent_id, AgentStatus::Removed)
+            }
+
+            Event::FrameworkRegistered(e) => {
+                let framework = Framework {
+                    name: e.name.clone(),
+                    user: e.user.clone(),
+                    roles: e.roles.clone(),
+                    principal: e.principal.clone(),
+                    failover_timeout_secs: e.failover_timeout_secs,
+                    hostname: e.hostname.clone(),
+                    webui_url: e.webui_url.clone(),
+                    status: FrameworkStatus::Active,
+                    registered_at: at,
+                    updated_at: at,
+                    suppressed: BTreeSet::new(),
+                };
+                if self
+                    .cluster
+                    .frameworks
+                    .insert(e.framework_id.clone(), framework)
+                    .is_some()
+                {
+                    self.anomaly(
+                        offset,
+                        format!("framework {} registered twice", e.framework_id),
+                    );
+                }
+            }
+            Event::FrameworkReregistered(e) => {
+                self.framework_status(offset, at, &e.framework_id, FrameworkStatus::Active)
+            }
+            Event::FrameworkDisconnected(e) => {
+                self.framework_status(offset, at, &e.framework_id, FrameworkStatus::Disconnected)
+            }
+            Event::FrameworkRemoved(e) => {
+                self.framework_status(offset, at, &e.framework_id, FrameworkStatus::Removed)
+            }
+            Event::OffersSuppressed(e) => match self.cluster.frameworks.get_mut(&e.framework_id) {
+                Some(f) if e.roles.is_empty() => f.suppressed = BTreeSet::from(["*".to_owned()]),
+                Some(f) => f.suppressed.extend(e.roles.iter().cloned()),
+                None => self.anomaly(
+                    offset,
+                    format!("unknown framework {} suppressed offers", e.framework_id),
+                ),
+            },
+            Event::OffersRevived(e) => match self.cluster.frameworks.get_mut(&e.framework_id) {
+                Some(f) if e.roles.is_empty() => f.suppressed.clear(),
+                Some(f) => {
+                    f.suppressed.remove("*");
+                    for role in &e.roles {
+                        f.suppressed.remove(role);
+                    }
+                }
+                None => self.anomaly(
+                    offset,
+                    format!("unknown framework {} revived offers", e.framework_id),
+                ),
+            },
+
+            Event::OffersMade(e) => {
+                for offer in &e.offers {
+                    self.adjust(
+                        offset,
+                        &offer.agent_id,
+                        Sum::Offered,
+                        &offer.resources,
+                        true,
+                    );
+                    let outstanding = OutstandingOffer {
+                        framework_id: offer.framework_id.clone(),
+                        agent_id: offer.agent_id.clone(),
+                        resources: offer.resources.clone(),
+                        made_at: at,
+                    };
+                    if self
+                        .cluster
+                        .offers
+                        .insert(offer.offer_id.clone(), outstanding)
+                        .is_some()
+                    {
+                        self.anomaly(offset, format!("offer {} made twice", offer.offer_id));
+                    }
+                }
+            }
+            Event::OfferAccepted(e) => self.close_offer(offset, &e.offer_id),
+            Event::OffersDeclined(e) => {
+                for offer_id in &e.offer_ids {
+                    self.close_offer(offset, offer_id);
+                }
+            }
+            Event::OfferRescinded(e) => self.close_offer(offset, &e.offer_id),
+
+            Event::TaskLaunched(e) => {
+                if self.tasks.tasks.contains_key(&e.task_id) {
+                    return self.anomaly(offset, format!("task {} launched twice", e.task_id));
+                }
+                self.adjust(offset, &e.agent_id, Sum::Used, &e.resources, true);
+                if let Some(agent) = self.cluster.agents.get_mut(&e.agent_id) {
+                    agent.tasks.insert(e.task_id.clone());
+                }
+                if let TaskOwner::App { app_id, .. } = &e.owner {
+                    match self.apps.apps.get_mut(app_id) {
+                        Some(app) => {
+                            app.instances.insert(e.task_id.clone());
+                        }
+                        None => self.anomaly(
+                            offset,
+                            format!("task {} of unknown app {app_id}", e.task_id),
+                        ),
+                    }
+                }
+                if let TaskOwner::JobRun {
+                    run_id, attempt, ..
+                } = &e.owner
+                {
+                    if let Some(run) = self.jobs.runs.get_mut(run_id) {
+                        if let Some(a) = run.attempts.iter_mut().find(|a| a.attempt == *attempt) {
+                            a.task_id.get_or_insert_with(|| e.task_id.clone());
+                        }
+                    }
+                }
+                let staging = Status {
+                    offset,
+                    at,
+                    state: cairn_log::event::TaskState::Staging,
+                    source: cairn_log::event::StatusSource::Master,
+                    reason: None,
+                    message: None,
+                    healthy: None,
+                };
+                self.tasks.tasks.insert(
+                    e.task_id.clone(),
+                    Task {
+                        name: e.name.clone(),
+                        framework_id: e.framework_id.clone(),
+                        agent_id: e.agent_id.clone(),
+                        owner: e.owner.clone(),
+                        resources: e.resources.clone(),
+                        spec: e.spec.clone(),
+                        state: staging.state,
+                        healthy: None,
+                        launched_at: at,
+                        updated_at: at,
+                        kill_requested: false,
+                        statuses: vec![staging],
+                    },
+                );
+            }
+            Event::TaskStatusUpdated(e) => {
+                let Some(task) = self.tasks.tasks.get_mut(&e.task_id) else {
+                    return self.anomaly(offset, format!("status for unknown task {}", e.task_id));
+                };
+                if task.is_terminal() {
+                    return self.anomaly(
+                        offset,
+                        format!("status for task {} after it ended", e.task_id),
+                    );
+                }
+                task.statuses.push(Status {
+                    offset,
+                    at,
+                    state: e.state,
+                    source: e.source,
+                    reason: e.reason.clone(),
+                    message: e.message.clone(),
+                    healthy: e.healthy,
+                });
+                task.state = e.state;
+                if e.healthy.is_some() {
+                    task.healthy = e.healthy;
+                }
+                task.updated_at = at;
+                if e.state.is_terminal() {
+                    let (agent_id, resources, owner) = (
+                        task.agent_id.clone(),
+                        task.resources.clone(),
+                        task.owner.clone(),
+                    );
+                    self.adjust(offset, &agent_id, Sum::Used, &resources, false);
+                    if let Some(agent) = self.cluster.agents.get_mut(&agent_id) {
+                        agent.tasks.remove(&e.task_id);
+                    }
+                    if let TaskOwner::App { app_id, .. } = owner {
+                        if let Some(app) = self.apps.apps.get_mut(&app_id) {
+                            app.instances.remove(&e.task_id);
+                        }
+                    }
+                }
+            }
+            Event::TaskKillRequested(e) => match self.tasks.tasks.get_mut(&e.task_id) {
+                Some(task) => task.kill_requested = true,
+                None => self.anomaly(offset, format!("kill of unknown task {}", e.task_id)),
+            },
+
+            Event::AppCreated(e) => {
+                let app = App {
+                    spec: e.spec.clone(),
+                    version: e.version,
+                    versions: vec![AppVersion {
+                        version: e.version,
+                        offset,
+                        change: VersionChange::Created,
+                    }],
+                    created_at: at,
+                    instances: BTreeSet::new(),
+                };
+                if self.apps.apps.insert(e.app_id.clone(), app).is_some() {
+                    self.anomaly(offset, format!("app {} created twice", e.app_id));
+                }
+            }
+            Event::AppUpdated(e) => match self.apps.apps.get_mut(&e.app_id) {
+                Some(app) => {
+                    app.spec = e.spec.clone();
+                    app.version = e.version;
+                    app.versions.push(AppVersion {
+                        version: e.version,
+                        offset,
+                        change: VersionChange::Updated,
+                    });
+                }
+                None => self.anomaly(offset, format!("update of unknown app {}", e.app_id)),
+            },
+            Event::AppScaled(e) => match self.apps.apps.get_mut(&e.app_id) {
+                Some(app) => {
+                    app.spec.instances = e.instances;
+                    app.version = e.version;
+                    app.versions.push(AppVersion {
+                        version: e.version,
+                        offset,
+                        change: VersionChange::Scaled,
+                    });
+                }
+                None => self.anomaly(offset, format!("scale of unknown app {}", e.app_id)),
+            },
+            Event::AppDeleted(e) => {
+                if self.apps.apps.remove(&e.app_id).is_none() {
+                    self.anomaly(offset, format!("delete of unknown app {}", e.app_id));
+                }
+            }
+            Event::DeploymentStarted(e) => {
+                let deployment = Deployment {
+                    version: e.version,
+                    app_ids: e.app_ids.clone(),
+                    steps: e.steps.clone(),
+                    completed_steps: 0,
+                    status: DeploymentStatus::Running,
+                    started_at: at,
+                    ended_at: None,
+                };
+                if self
+                    .apps
+                    .deployments
+                    .insert(e.deployment_id.clone(), deployment)
+                    .is_some()
+                {
+                    self.anomaly(
+                        offset,
+                        format!("deployment {} started twice", e.deployment_id),
+                    );
+                }
+            }
+            Event::DeploymentStepFinished(e) => {
+                match self.apps.deployments.get_mut(&e.deployment_id) {
+                    Some(d) if d.status == DeploymentStatus::Running => {
+                        d.completed_steps = d.completed_steps.max(e.step)
+                    }
+                    _ => self.anomaly(
+                        offset,
+                        format!("step of deployment {} not running", e.deployment_id),
+                    ),
+                }
+            }
+            Event::DeploymentFinished(e) => {
+                self.end_deployment(offset, at, &e.deployment_id, DeploymentStatus::Finished)
+            }
+            Event::DeploymentFailed(e) => self.end_deployment(
+                offset,
+                at,
+                &e.deployment_id,
+                DeploymentStatus::Failed {
+                    reason: e.reason.clone(),
+                },
+            ),
+            Event::DeploymentCanceled(e) => self.end_deployment(
+                offset,
+                at,
+                &e.deployment_id,
+                DeploymentStatus::Canceled {
+                    rolled_back: e.rolled_back,
+                },
+            ),
+
+            Event::JobCreated(e) => {
+                let job = Job {
+                    spec: e.spec.clone(),
+                    created_at: at,
+                    updated_at: at,
+                    success_count: 0,
+                    error_count: 0,
+                    last_success: None,
+                    last_error: None,
+                    last_run: None,
+                    active_runs: BTreeSet::new(),
+                    missed: Vec::new(),
+                };
+                if self.jobs.jobs.insert(e.job.clone(), job).is_some() {
+                    self.anomaly(offset, format!("job {} created twice", e.job));
+                }
+            }
+            Event::JobUpdated(e) => match self.jobs.jobs.get_mut(&e.job) {
+                Some(job) => {
+                    job.spec = e.spec.clone();
+                    job.updated_at = at;
+                }
+                None => self.anomaly(offset, format!("update of unknown job {}", e.job)),
+            },
+            Event::JobDeleted(e) => {
+                if self.jobs.jobs.remove(&e.job).is_none() {
+                    self.anomaly(offset, format!("delete of unknown job {}", e.job));
+                }
+                self.jobs.triggered.remove(&e.job);
+            }
+            Event::JobRunTriggered(e) => {
+                let Some(job) = self.jobs.jobs.get_mut(&e.job) else {
+                    return self.anomaly(offset, format!("run of unknown job {}", e.job));
+                };
+                let triggered = self.jobs.triggered.entry(e.job.clone()).or_default();
+                if let Some(earlier) = triggered.get(&e.scheduled_for) {
+                    let what = format!(
+                        "run of {} for {} triggered again (first: {earlier})",
+                        e.job, e.scheduled_for
+                    );
+                    return self.anomaly(offset, what);
+                }
+                triggered.insert(e.scheduled_for, e.run_id.clone());
+                job.last_run = Some(e.run_id.clone());
+                job.active_runs.insert(e.run_id.clone());
+                self.jobs.runs.insert(
+                    e.run_id.clone(),
+                    Run {
+                        job: e.job.clone(),
+                        scheduled_for: e.scheduled_for,
+                        cause: e.cause.clone(),
+                        triggered_at: at,
+                        attempts: Vec::new(),
+                        outcome: None,
+                        finished_at: None,
+                        message: None,
+                    },
+                );
+            }
+            Event::JobRunStarted(e) => match self.jobs.runs.get_mut(&e.run_id) {
+                Some(run) if run.outcome.is_none() => {
+                    match run.attempts.iter_mut().find(|a| a.attempt == e.attempt) {
+                        Some(a) => {
+                            a.task_id = Some(e.task_id.clone());
+                            a.started_at = Some(at);
+                        }
+                        None => run.attempts.push(Attempt {
+                            attempt: e.attempt,
+                            task_id: Some(e.task_id.clone()),
+                            started_at: Some(at),
+                            retry_reason: None,
+                        }),
+                    }
+                }
+                _ => self.anomaly(
+                    offset,
+                    format!("start of run {} that is not active", e.run_id),
+                ),
+            },
+            Event::JobRunRetried(e) => match self.jobs.runs.get_mut(&e.run_id) {
+                Some(run) if run.outcome.is_none() => run.attempts.push(Attempt {
+                    attempt: e.attempt,
+                    task_id: None,
+                    started_at: None,
+                    retry_reason: Some(e.reason.clone()),
+                }),
+                _ => self.anomaly(
+                    offset,
+                    format!("retry of run {} that is not active", e.run_id),
+                ),
+            },
+            Event::JobRunFinished(e) => {
+                let Some(run) = self
+                    .jobs
+                    .runs
+                    .get_mut(&e.run_id)
+                    .filter(|r| r.outcome.is_none())
+                else {
+                    return self.anomaly(
+                        offset,
+                        format!("finish of run {} that is not active", e.run_id),
+                    );
+                };
+                run.outcome = Some(e.outcome);
+                run.finished_at = Some(at);
+                run.message = e.message.clone();
+                if let Some(job) = self.jobs.jobs.get_mut(&e.job) {
+                    job.active_runs.remove(&e.run_id);
+                    if e.outcome == cairn_log::event::RunOutcome::Succeeded {
+                        job.success_count += 1;
+                        job.last_success = Some(at);
+                    } else {
+                        job.error_count += 1;
+                        job.last_error = Some(at);
+                    }
+                }
+            }
+            Event::JobRunMissed(e) => match self.jobs.jobs.get_mut(&e.job) {
+                Some(job) => job.missed.push(MissedRun {
+                    scheduled_for: e.scheduled_for,
+                    at,
+                    reason: e.reason.clone(),
+                }),
+                None => self.anomaly(offset, format!("missed run of unknown job {}", e.job)),
+            },
+        }
+    }
+
+    fn agent_status(
+        &mut self,
+        offset: u64,
+        at: Timestamp,
+        agent_id: &cairn_log::event::AgentId,
+        status: AgentStatus,
+    ) {
+        match self.cluster.agents.get_mut(agent_id) {
+            Some(agent) => {
+                agent.status = status;
+                agent.updated_at = at;
+            }
+            None => self.anomaly(
+                offset,
+                format!("status {status:?} of unknown agent {agent_id}"),
+            ),
+        }
+    }
+
+    fn framework_status(
+        &mut self,
+        offset: u64,
+        at: Timestamp,
+        framework_id: &cairn_log::event::FrameworkId,
+        status: FrameworkStatus,
+    ) {
+        match self.cluster.frameworks.get_mut(framework_id) {
+            Some(f) => {
+                f.status = status;
+                f.updated_at = at;
+            }
+            None => self.anomaly(
+                offset,
+                format!("status {status:?} of unknown framework {framework_id}"),
+            ),
+        }
+    }
+
+    fn close_offer(&mut self, offset: u64, offer_id: &cairn_log::event::OfferId) {
+        match self.cluster.offers.remove(offer_id) {
+            Some(offer) => self.adjust(
+                offset,
+                &offer.agent_id,
+                Sum::Offered,
+                &offer.resources,
+                false,
+            ),
+            None => self.anomaly(offset, format!("unknown offer {offer_id}")),
+        }
+    }
+
+    fn end_deployment(
+        &mut self,
+        offset: u64,
+        at: Timestamp,
+        deployment_id: &cairn_log::event::DeploymentId,
+        status: DeploymentStatus,
+    ) {
+        match self.apps.deployments.get_mut(deployment_id) {
+            Some(d) if d.status == DeploymentStatus::Running => {
+                d.status = status;
+                d.ended_at = Some(at);
+            }
+            _ => self.anomaly(
+                offset,
+                format!("end of deployment {deployment_id} that is not running"),
+            ),
+        }
+    }
+}
+
+/// Which per-agent resource sum to adjust.
+#[derive(Debug, Clone, Copy)]
+enum Sum {
+    Used,
+    Offered,
+}
+
+/// What an event changes, for the audit trail.
+fn subject(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::AppCreated(e) => format!("app:{}", e.app_id),
+        Event::AppUpdated(e) => format!("app:{}", e.app_id),
+        Event::AppScaled(e) => format!("app:{}", e.app_id),
+        Event::AppDeleted(e) => format!("app:{}", e.app_id),
+        Event::DeploymentCanceled(e) => format!("deployment:{}", e.deployment_id),
+        Event::JobCreated(e) => format!("job:{}", e.job),
+        Event::JobUpdated(e) => format!("job:{}", e.job),
+        Event::JobDeleted(e) => format!("job:{}", e.job),
+        Event::JobRunTriggered(e) => format!("job:{}", e.job),
+        Event::TaskLaunched(e) => format!("task:{}", e.task_id),
+        Event::TaskKillRequested(e) => format!("task:{}", e.task_id),
+        Event::AgentRemoved(e) => format!("agent:{}", e.agent_id),
+        Event::FrameworkRegistered(e) => format!("framework:{}", e.framework_id),
+        Event::FrameworkRemoved(e) => format!("framework:{}", e.framework_id),
+        Event::OffersSuppressed(e) => format!("framework:{}", e.framework_id),
+        Event::OffersRevived(e) => format!("framework:{}", e.framework_id),
+        Event::OfferAccepted(e) => format!("offer:{}", e.offer_id),
+        Event::OffersDeclined(e) => format!("framework:{}", e.framework_id),
+        _ => return None,
+    })
+}

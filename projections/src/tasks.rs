@@ -1,0 +1,48 @@
+//! The tasks read model: every task with its full status history.
+
+use std::collections::BTreeMap;
+
+use cairn_log::event::{
+    AgentId, FrameworkId, Resources, StatusSource, TaskId, TaskOwner, TaskSpec, TaskState,
+    Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tasks {
+    pub tasks: BTreeMap<TaskId, Task>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub name: String,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub owner: TaskOwner,
+    pub resources: Resources,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub healthy: Option<bool>,
+    pub launched_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub kill_requested: bool,
+    /// Every state the task passed through, oldest first, starting with `TASK_STAGING` at launch.
+    pub statuses: Vec<Status>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub offset: u64,
+    pub at: Timestamp,
+    pub state: TaskState,
+    pub source: StatusSource,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub healthy: Option<bool>,
+}
+
+impl Task {
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+}
