@@ -37,6 +37,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         replay_events: u64,
     },
+    /// Replay of synthetic, realistic histories into the projections: in memory, and from a log.
+    Projections {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        /// Events in the history.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
 }
 
 pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -63,6 +72,16 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 seconds,
                 replay_events,
             ));
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        BenchCommand::Projections { dir, events } => {
+            anyhow::ensure!(
+                !dir.exists(),
+                "dir: {} exists; name a scratch dir",
+                dir.display()
+            );
+            let result = runtime.block_on(bench_projections(&dir, events));
             let _ = std::fs::remove_dir_all(&dir);
             result?;
         }
@@ -230,4 +249,119 @@ async fn bench_log(
 
 fn ms(micros: u64) -> String {
     format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(0, |kib: u64| kib / 1024)
+}
+
+/// A synthetic history of at least `events` records, the same for every run (a fixed
+/// splitmix64 sequence drives the choices).
+fn synthetic_history(events: usize) -> Vec<cairn_log::Record> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    // Some choices yield no event (e.g. a kill with no task alive); 10% headroom covers them.
+    let ops: Vec<(u8, u16)> = (0..events + events / 10)
+        .map(|_| {
+            let r = next();
+            (r as u8, (r >> 8) as u16)
+        })
+        .collect();
+    let mut records = cairn_projections::synth::history(&ops);
+    records.truncate(events);
+    records
+}
+
+async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
+    use cairn_projections::{Fold, State};
+    println!("machine: {}", machine());
+    let base = peak_rss_mib();
+    let records = synthetic_history(events);
+    anyhow::ensure!(
+        records.len() == events,
+        "the synthetic history came out short"
+    );
+    let with_records = peak_rss_mib();
+
+    let started = Instant::now();
+    let mut state = State::default();
+    for r in &records {
+        state.apply(r);
+    }
+    let fold_secs = started.elapsed().as_secs_f64();
+    let folded_peak = peak_rss_mib();
+    let state_bytes = serde_json::to_vec(&state)?.len();
+    println!(
+        "history: {events} events ({} agents, {} tasks, {} apps, {} jobs, {} runs at the end; {} anomalies)",
+        state.cluster.agents.len(),
+        state.tasks.tasks.len(),
+        state.apps.apps.len(),
+        state.jobs.jobs.len(),
+        state.jobs.runs.len(),
+        state.anomalies.count
+    );
+    println!();
+    println!("| replay into projections | events/s | peak RSS |");
+    println!("|---|---:|---:|");
+    println!(
+        "| in memory (records already decoded) | {:.0} | {} MiB (records alone {} MiB; state {} MiB as JSON) |",
+        events as f64 / fold_secs,
+        folded_peak,
+        with_records.saturating_sub(base),
+        state_bytes >> 20
+    );
+
+    let path = dir.join("log");
+    let log = open(&path)?;
+    for chunk in records.chunks(1000) {
+        let entries = chunk
+            .iter()
+            .map(|r| Entry {
+                actor: r.actor.clone(),
+                event: r.event.clone(),
+            })
+            .collect();
+        log.append(entries).await?;
+    }
+    log.close().await;
+    drop(log);
+    drop(records);
+    let log = open(&path)?;
+    let head = log.head();
+    let started = Instant::now();
+    let mut replayed = State::default();
+    let mut next = Offset::FIRST;
+    while next.get() <= head {
+        let records = log.read(next, 10_000)?;
+        next = records.last().context("short read")?.offset.next();
+        for r in &records {
+            replayed.apply(r);
+        }
+    }
+    let log_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        replayed.offset == head,
+        "replayed {} of {head}",
+        replayed.offset
+    );
+    println!(
+        "| from the log after reopening (read, decode, fold) | {:.0} | {} MiB |",
+        head as f64 / log_secs,
+        peak_rss_mib()
+    );
+    Ok(())
 }

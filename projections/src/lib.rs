@@ -20,6 +20,8 @@ pub mod audit;
 pub mod cluster;
 pub mod jobs;
 mod state;
+#[cfg(feature = "synth")]
+pub mod synth;
 pub mod tasks;
 
 use cairn_log::Record;
