@@ -112,12 +112,9 @@ fn status_update(n: u64) -> Entry {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<Log> {
-    Ok(Log::open(
-        LogConfig::new(path),
-        Arc::new(SystemClock),
-        &mut Registry::default(),
-    )?)
+async fn open(path: &Path) -> anyhow::Result<Log> {
+    let config = LogConfig::new(path);
+    Ok(Log::open_single_node(config, Arc::new(SystemClock), &mut Registry::default()).await?)
 }
 
 fn machine() -> String {
@@ -149,7 +146,7 @@ async fn bench_log(
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &batch in batch_sizes {
         anyhow::ensure!(batch >= 1, "batch-sizes: each must be at least 1");
-        let log = open(&dir.join(format!("append-{batch}")))?;
+        let log = open(&dir.join(format!("append-{batch}"))).await?;
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -192,7 +189,7 @@ async fn bench_log(
 
     println!();
     let path = dir.join("replay");
-    let log = open(&path)?;
+    let log = open(&path).await?;
     let started = Instant::now();
     let mut written = 0;
     while written < replay_events {
@@ -204,7 +201,7 @@ async fn bench_log(
     let write_secs = started.elapsed().as_secs_f64();
     log.close().await;
     drop(log);
-    let log = open(&path)?;
+    let log = open(&path).await?;
     let head = log.head();
     let started = Instant::now();
     let mut next = Offset::FIRST;
@@ -326,7 +323,7 @@ async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
     );
 
     let path = dir.join("log");
-    let log = open(&path)?;
+    let log = open(&path).await?;
     for chunk in records.chunks(1000) {
         let entries = chunk
             .iter()
@@ -340,7 +337,7 @@ async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
     log.close().await;
     drop(log);
     drop(records);
-    let log = open(&path)?;
+    let log = open(&path).await?;
     let head = log.head();
     let started = Instant::now();
     let mut replayed = State::default();

@@ -157,6 +157,8 @@ impl DevConfig {
     /// The log engine's configuration under this data dir.
     pub fn log_config(&self) -> cairn_log::engine::LogConfig {
         let mut c = cairn_log::engine::LogConfig::new(log_path(&self.data_dir));
+        c.node_id = self.node_id;
+        c.address = self.listen.to_string();
         c.max_append_entries = self.log.max_append_entries;
         c.queue_depth = self.log.queue_depth;
         c.subscriber_buffer = self.log.subscriber_buffer;

@@ -44,7 +44,8 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data-dir: cannot create {}", config.data_dir.display()))?;
     let mut registry = Registry::default();
-    let log = Log::open(config.log_config(), Arc::new(SystemClock), &mut registry)?;
+    let log =
+        Log::open_single_node(config.log_config(), Arc::new(SystemClock), &mut registry).await?;
     if let Some(cut) = log.tail_cut() {
         info!(
             from_offset = cut.from_offset,
@@ -75,7 +76,8 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(ops);
+        .with_state(ops)
+        .merge(log.peer_routes());
     info!(
         listen = %config.listen,
         data_dir = %config.data_dir.display(),

@@ -39,8 +39,14 @@ pub enum Error {
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
     #[cfg(feature = "engine")]
-    #[error("the log stopped accepting writes after a storage failure: {0}")]
-    Poisoned(String),
+    #[error("append of {bytes} encoded bytes is over the limit of {limit}")]
+    AppendTooLarge { bytes: usize, limit: usize },
+    #[cfg(feature = "engine")]
+    #[error("this member is not the leader{}", match leader { Some(l) => format!("; the leader is at {l}"), None => "; no leader is known".to_owned() })]
+    NotLeader { leader: Option<String> },
+    #[cfg(feature = "engine")]
+    #[error("replication: {0}")]
+    Raft(String),
     #[cfg(feature = "engine")]
     #[error("subscriber fell more than {limit} groups behind the live tail; resume from offset {resume_from}")]
     Lagged { resume_from: u64, limit: usize },

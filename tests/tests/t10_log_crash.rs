@@ -94,11 +94,12 @@ async fn acknowledged_appends_survive_sigkill() {
         acked.len()
     );
 
-    let log = Log::open(
+    let log = Log::open_single_node(
         LogConfig::new(&log_dir),
         Arc::new(SystemClock),
         &mut Registry::default(),
     )
+    .await
     .expect("the log reopens after every crash");
     let report = log
         .verify()

@@ -72,17 +72,25 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
         "cairn_log_appended_records_total 1",
         "cairn_log_head_offset 1",
         "cairn_log_subscribers 0",
-        "cairn_log_flush_seconds_count 1",
+        "cairn_log_group_commits_total 1",
+        "cairn_log_commit_seconds_count 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "{line:?} missing from\n{metrics}"
         );
     }
+    let flushes = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_log_flush_seconds_count "));
+    assert!(
+        flushes.is_some_and(|n| n.parse::<u64>().unwrap() >= 1),
+        "{metrics}"
+    );
     assert_eq!(http_get(port, "/nope").unwrap().0, 404);
     stop(dev);
 
-    // A second start is a new term, continuing the same log.
+    // A second start continues the same log, and records that it leads again.
     let (dev, _logs) = start_dev(dir.path(), port);
     stop(dev);
 
@@ -104,11 +112,16 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records.len(), 2);
+    let mut last_term = 0;
     for (i, r) in records.iter().enumerate() {
-        let term = i as u64 + 1;
-        assert_eq!(r["offset"], term);
-        assert_eq!(r["term"], term);
-        assert_eq!(r["event"]["LeaderElected"]["term"], term);
+        assert_eq!(r["offset"], i as u64 + 1);
+        let term = r["term"].as_u64().unwrap();
+        assert!(term >= last_term.max(1), "terms never go back");
+        last_term = term;
+        assert_eq!(
+            r["event"]["LeaderElected"]["term"], term,
+            "recorded in the term it names"
+        );
         assert_eq!(
             r["event"]["LeaderElected"]["address"],
             format!("127.0.0.1:{port}")

@@ -11,6 +11,7 @@ pub struct Metrics {
     pub appended_bytes: Counter,
     pub group_commits: Counter,
     pub flush_seconds: Histogram,
+    pub commit_seconds: Histogram,
     pub group_records: Histogram,
     pub subscribers: Gauge,
     pub lagged_subscribers: Counter,
@@ -25,6 +26,7 @@ impl Metrics {
             group_commits: Counter::default(),
             // 25 µs .. ~0.8 s: an fsync on this machine kind is ~0.1 ms, a stalled disk seconds.
             flush_seconds: Histogram::new(exponential_buckets(25e-6, 2.0, 16)),
+            commit_seconds: Histogram::new(exponential_buckets(25e-6, 2.0, 16)),
             // 1 .. 32768 records per group commit.
             group_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             subscribers: Gauge::default(),
@@ -44,13 +46,18 @@ impl Metrics {
         );
         r.register(
             "group_commits",
-            "Group commits (one flush each)",
+            "Groups proposed (one raft entry each)",
             m.group_commits.clone(),
         );
         r.register(
             "flush_seconds",
-            "Time to make one group durable",
+            "Time to make one raft log append durable (fsync)",
             m.flush_seconds.clone(),
+        );
+        r.register(
+            "commit_seconds",
+            "Time from proposing a group to its commit and apply",
+            m.commit_seconds.clone(),
         );
         r.register(
             "group_records",
@@ -65,7 +72,7 @@ impl Metrics {
         );
         r.register(
             "head_offset",
-            "Offset of the last durable record",
+            "Offset of the last applied record",
             m.head_offset.clone(),
         );
         m

@@ -1,46 +1,64 @@
-//! The log engine: durable appends with group commit, reads, and live subscriptions.
+//! The log engine: a replicated, durable event log with group commit, reads and live
+//! subscriptions.
 //!
-//! The only module of `cairn-log` that does I/O. One writer thread owns the store's write path:
-//! appenders encode their payloads on their own tasks, queue them on a bounded channel, and the
-//! writer takes everything queued (up to a group limit), frames it, inserts it as one sled
-//! value and flushes once. Requests that arrive during a flush form the next group, so many
-//! concurrent appenders share each fsync. An append is acknowledged only after its flush.
+//! The only module tree of `cairn-log` that does I/O. Appenders encode their entries on their
+//! own tasks and queue them; a writer task takes everything queued (up to a group limit) and
+//! proposes it to Raft as one entry, with the time it stamps; several groups may be in flight,
+//! and openraft writes concurrent entries with one flush. An append is acknowledged once its
+//! entry is committed (durable on a quorum) and applied. Applying frames the events at the
+//! next offsets (see [`raft`]): every member does it, byte for byte the same. A single-node
+//! log (`cairn dev`) is the same code with one voter.
 
 mod clock;
 mod metrics;
+mod net;
+pub mod raft;
 mod store;
 mod subscribe;
 
-use std::ops::Range;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::SnapshotMeta;
 use prometheus_client::registry::Registry;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::error;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tracing::{error, info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, CHUNK_BYTES, SEGMENT_BYTES};
+pub use store::{Chunks, OpenMode, Store, TailCut, Tip, VerifyReport, CHUNK_BYTES, SEGMENT_BYTES};
 pub use subscribe::Subscription;
 
-use crate::codec::{self, Header, FORMAT};
+use crate::codec::{self, ChainCheck, Frames, Header, FORMAT};
 use crate::error::{Error, Result};
 use crate::event::{Entry, Term, Timestamp};
 use crate::record::{Offset, Record};
 use metrics::Metrics;
+use raft::{Applied, AppliedMarker, Node, NodeId, Proposal, Raft, SnapshotTip, TypeConfig};
 
-/// Limits and placement of a log. Every limit says why its default was chosen.
+/// Placement, membership and limits of a log. Every limit says why its default was chosen.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub path: PathBuf,
+    /// This member's id in the cluster.
+    pub node_id: NodeId,
+    /// Where other members reach this one (`host:port`).
+    pub address: String,
     /// Most entries in one `append`. 10,000 covers the largest real batch (an offer round or a
     /// reconciliation of a big agent) while bounding a single request's memory.
     pub max_append_entries: usize,
-    /// Most frame bytes in one group commit. Past ~8 MiB a flush no longer gets cheaper per
-    /// byte on this disk (592 MiB/s synced), and latency of the whole group grows.
+    /// Most encoded bytes in one `append`, for the same reason.
+    pub max_append_bytes: usize,
+    /// Most payload bytes in one group commit (one raft entry). Larger groups stop amortizing
+    /// the flush and only add latency; it also bounds a raft message.
     pub max_group_bytes: usize,
+    /// Group commits in flight at once: enough to keep the disk busy while others replicate.
+    pub max_inflight_groups: usize,
     /// Queued append requests before appenders wait (backpressure).
     pub queue_depth: usize,
     /// Groups a live subscriber may fall behind before it is dropped with a resume offset.
@@ -49,24 +67,36 @@ pub struct LogConfig {
     pub max_subscribers: usize,
     /// sled's page cache.
     pub cache_bytes: u64,
+    /// Raft timing: a leader heartbeats this often; a follower that hears nothing for a random
+    /// time between the election bounds stands for election. Loopback round trips are ~0.1 ms,
+    /// so 50/300–600 ms leaves a wide margin against needless elections while keeping failover
+    /// well under a second.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
 }
 
 impl LogConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
+            node_id: 1,
+            address: "127.0.0.1:5050".to_owned(),
             max_append_entries: 10_000,
+            max_append_bytes: 8 << 20,
             max_group_bytes: 1 << 20,
+            max_inflight_groups: 1,
             queue_depth: 1024,
             subscriber_buffer: 1024,
             max_subscribers: 1024,
             cache_bytes: 1 << 30,
+            heartbeat_ms: 50,
+            election_timeout_ms: (300, 600),
         }
     }
 }
 
 /// Where an acknowledged append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appended {
     pub first: Offset,
     pub last: Offset,
@@ -75,8 +105,8 @@ pub struct Appended {
 }
 
 struct Request {
-    entries: Vec<Entry>,
-    payloads: Vec<Vec<u8>>,
+    payloads: Vec<Box<RawValue>>,
+    bytes: usize,
     reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -86,23 +116,263 @@ enum Command {
     Close(oneshot::Sender<()>),
 }
 
-struct Shared {
+/// What the state machine keeps between applies. A std `Mutex`: it is never held across an
+/// `.await`.
+struct Applying {
+    tip: Tip,
+    marker: AppliedMarker,
+}
+
+pub(crate) struct Shared {
     store: Store,
-    /// Offset of the last durable record: the bound of every read.
+    config: LogConfig,
+    applying: Mutex<Applying>,
+    /// Offset of the last applied record: the bound of every read.
     head: AtomicU64,
-    /// Live groups for subscribers; `None` once the writer stopped, which ends them.
+    /// Live groups for subscribers; `None` once the log closed, which ends them.
     live: Mutex<Option<broadcast::Sender<Arc<[Record]>>>>,
     subscribers: AtomicUsize,
     metrics: Metrics,
-    config: LogConfig,
-    term: Term,
+    http: reqwest::Client,
 }
 
-/// A handle to an open log. Cheap to clone; the log closes when [`Log::close`] is called or
-/// the last handle is dropped.
+impl Shared {
+    fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    fn applied(&self) -> (AppliedMarker, Tip) {
+        let a = self.applying.lock().expect("applying lock");
+        (a.marker.clone(), a.tip)
+    }
+
+    /// Applies one committed raft entry: frames its events at the next offsets and stores them
+    /// with the new applied marker, atomically.
+    fn apply_entry(&self, entry: openraft::Entry<TypeConfig>) -> Result<Applied> {
+        let (log_id, proposal, membership) = raft::proposal_of(entry);
+        let mut a = self.applying.lock().expect("applying lock");
+        let mut marker = AppliedMarker {
+            last_applied: Some(log_id),
+            ..a.marker.clone()
+        };
+        if let Some(m) = membership {
+            marker.membership = openraft::StoredMembership::new(Some(log_id), m);
+        }
+        let Some(proposal) = proposal.filter(|p| !p.entries.is_empty()) else {
+            marker.tip_offset = a.tip.last;
+            self.store.put_applied_marker(&encode_marker(&marker)?)?;
+            a.marker = marker;
+            return Ok(Applied(None));
+        };
+        let term = Term(log_id.leader_id.term);
+        let at = proposal.at.max(a.tip.at);
+        let mut tip = a.tip;
+        let first = tip.last + 1;
+        let mut frames =
+            Vec::with_capacity(proposal.entries.iter().map(|p| p.get().len() + 66).sum());
+        let mut chunks = Chunks::default();
+        for payload in &proposal.entries {
+            tip.last += 1;
+            let start = frames.len();
+            let header = Header {
+                format: FORMAT,
+                offset: tip.last,
+                term,
+                at,
+                prev_hash: tip.hash,
+            };
+            tip.hash = codec::write_frame(&mut frames, &header, payload.get().as_bytes());
+            chunks.push(tip.last, start..frames.len());
+        }
+        tip.at = at;
+        marker.tip_offset = tip.last;
+        self.store
+            .apply_group(&chunks.0, &frames, &encode_marker(&marker)?)?;
+        a.tip = tip;
+        a.marker = marker;
+        drop(a);
+        self.head.store(tip.last, Ordering::Release);
+
+        let m = &self.metrics;
+        m.appended_records.inc_by(proposal.entries.len() as u64);
+        m.appended_bytes.inc_by(frames.len() as u64);
+        m.group_records.observe(proposal.entries.len() as f64);
+        m.head_offset.set(tip.last as i64);
+        self.publish(first, term, at, &proposal.entries);
+        let appended = Appended {
+            first: Offset::new(first).expect("offsets start at 1"),
+            last: Offset::new(tip.last).expect("offsets start at 1"),
+            term,
+            at,
+        };
+        Ok(Applied(Some(appended)))
+    }
+
+    /// Sends applied records to live subscribers, decoding them only if there are any.
+    fn publish(&self, first: u64, term: Term, at: Timestamp, payloads: &[Box<RawValue>]) {
+        let Some(sender) = self.live.lock().expect("live lock").clone() else {
+            return;
+        };
+        if sender.receiver_count() == 0 {
+            return;
+        }
+        let mut records = Vec::with_capacity(payloads.len());
+        for (payload, offset) in payloads.iter().zip(first..) {
+            match serde_json::from_str::<Entry>(payload.get()) {
+                Ok(entry) => records.push(Record {
+                    offset: Offset::new(offset).expect("offsets start at 1"),
+                    term,
+                    at,
+                    actor: entry.actor,
+                    event: entry.event,
+                }),
+                // Subscribers will read it from storage and see the decode error there.
+                Err(e) => return error!(offset, error = %e, "applied record does not decode"),
+            }
+        }
+        let _ = sender.send(records.into());
+    }
+
+    /// Installs a snapshot: fetches the events it stands for that this member lacks, checks
+    /// that the chain ends at its hash, then moves the applied marker to it.
+    async fn install(&self, meta: &SnapshotMeta<NodeId, Node>, snap: SnapshotTip) -> Result<()> {
+        let (_, mut tip) = self.applied();
+        if tip.last < snap.last_offset {
+            let peers: Vec<(NodeId, String)> = meta
+                .last_membership
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.config.node_id)
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect();
+            for (peer, addr) in &peers {
+                match self.fetch(addr, tip, snap.last_offset).await {
+                    Ok(t) => tip = t,
+                    Err(e) => {
+                        warn!(peer, error = %e, "catching up from this member failed; trying the next")
+                    }
+                }
+                if tip.last >= snap.last_offset {
+                    break;
+                }
+            }
+        }
+        if tip.last != snap.last_offset || tip.hash != snap.hash {
+            return Err(Error::Corrupt {
+                offset: snap.last_offset,
+                detail: format!(
+                    "snapshot ends at offset {} but this member holds {} with another hash: the logs diverged",
+                    snap.last_offset, tip.last
+                ),
+            });
+        }
+        let marker = AppliedMarker {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            tip_offset: tip.last,
+        };
+        self.store.put_applied_marker(&encode_marker(&marker)?)?;
+        self.store.flush()?;
+        let mut a = self.applying.lock().expect("applying lock");
+        a.tip = tip;
+        a.marker = marker;
+        drop(a);
+        self.head.store(tip.last, Ordering::Release);
+        self.metrics.head_offset.set(tip.last as i64);
+        info!(up_to = tip.last, "installed a snapshot");
+        Ok(())
+    }
+
+    /// Streams frames `tip.last+1 ..= to` from a member at `addr`, checking the chain as it
+    /// goes. Returns the new tip.
+    async fn fetch(&self, addr: &str, mut tip: Tip, to: u64) -> Result<Tip> {
+        while tip.last < to {
+            let from = tip.last + 1;
+            let fail = |detail: String| Error::Corrupt {
+                offset: from,
+                detail,
+            };
+            let url = format!("http://{addr}{}?from={from}&to={to}", net::EVENTS);
+            let response = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| fail(format!("fetch from {addr}: {e}")))?;
+            if !response.status().is_success() {
+                return Err(fail(format!("fetch from {addr}: {}", response.status())));
+            }
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("fetch from {addr}: {e}")))?;
+            if bytes.is_empty() {
+                return Err(fail(format!("{addr} has no records from {from}")));
+            }
+            let mut chain = ChainCheck {
+                prev_hash: tip.hash,
+                prev_at: tip.at,
+            };
+            let mut last = tip.last;
+            for frame in Frames::new(&bytes, from) {
+                let frame = frame?;
+                chain.check(&frame)?;
+                last = frame.header.offset;
+            }
+            self.store.insert_frames(from, &bytes)?;
+            tip = Tip {
+                last,
+                hash: chain.prev_hash,
+                at: chain.prev_at,
+            };
+        }
+        Ok(tip)
+    }
+}
+
+fn encode_marker(marker: &AppliedMarker) -> Result<Vec<u8>> {
+    serde_json::to_vec(marker).map_err(Error::Encode)
+}
+
+/// Opens the storage of a log: its raft log and its state machine (the event log), sharing one
+/// sled database. `Log::open` runs a Raft member on them; openraft's storage suite tests them.
+pub fn storage(
+    config: LogConfig,
+    registry: &mut Registry,
+) -> Result<(raft::LogStore, raft::StateMachine)> {
+    let mut store = Store::open(&config.path, OpenMode::Write, config.cache_bytes)?;
+    let marker: AppliedMarker = match store.applied_marker()? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            offset: 0,
+            detail: format!("applied marker: {e}"),
+        })?,
+        None => AppliedMarker::default(),
+    };
+    // Records past the marker come from an interrupted catch-up: they are not applied.
+    store.trim_past(marker.tip_offset)?;
+    let tip = store.tip();
+    let metrics = Metrics::new(registry);
+    metrics.head_offset.set(tip.last as i64);
+    let log_store = raft::LogStore::new(store.db(), metrics.clone())?;
+    let (live, _) = broadcast::channel(config.subscriber_buffer);
+    let shared = Arc::new(Shared {
+        store,
+        applying: Mutex::new(Applying { tip, marker }),
+        head: AtomicU64::new(tip.last),
+        live: Mutex::new(Some(live)),
+        subscribers: AtomicUsize::new(0),
+        metrics,
+        http: reqwest::Client::new(),
+        config,
+    });
+    Ok((log_store, raft::StateMachine { shared }))
+}
+
+/// A handle to an open log. Cheap to clone; it closes when [`Log::close`] is called.
 #[derive(Clone)]
 pub struct Log {
     shared: Arc<Shared>,
+    raft: Raft,
     tx: mpsc::Sender<Command>,
 }
 
@@ -110,50 +380,125 @@ impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
             .field("path", &self.shared.config.path)
+            .field("node_id", &self.shared.config.node_id)
             .field("head", &self.head())
-            .field("term", &self.shared.term)
             .finish()
     }
 }
 
 impl Log {
-    /// Opens the log for writing: repairs a torn tail, takes the next standalone term and
-    /// starts the writer thread. Must be called within a tokio runtime.
-    pub fn open(config: LogConfig, clock: Arc<dyn Clock>, registry: &mut Registry) -> Result<Self> {
-        let store = Store::open(&config.path, OpenMode::Write, config.cache_bytes)?;
-        let term = store.next_term()?;
-        let tip = store.tip();
-        let metrics = Metrics::new(registry);
-        metrics.head_offset.set(tip.last as i64);
-        let (live, _) = broadcast::channel(config.subscriber_buffer);
-        let (tx, rx) = mpsc::channel(config.queue_depth);
-        let shared = Arc::new(Shared {
-            store,
-            head: AtomicU64::new(tip.last),
-            live: Mutex::new(Some(live)),
-            subscribers: AtomicUsize::new(0),
-            metrics,
-            config,
-            term,
-        });
+    /// Opens the log and starts its Raft member and writer. A new log must then be
+    /// [`Log::initialize`]d (once, on one member) before it accepts appends.
+    pub async fn open(
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        registry: &mut Registry,
+    ) -> Result<Self> {
+        let (log_store, state_machine) = storage(config, registry)?;
+        let shared = state_machine.shared.clone();
+        let c = &shared.config;
+        let raft_config = openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: c.heartbeat_ms,
+            election_timeout_min: c.election_timeout_ms.0,
+            election_timeout_max: c.election_timeout_ms.1,
+            // Entries can be a whole group commit (up to 1 MiB); keep a message bounded.
+            max_payload_entries: 32,
+            // The raft log is purged once a snapshot covers it; the events stay forever.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: 10_000,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| Error::Open {
+            path: c.path.display().to_string(),
+            reason: format!("raft config: {e}"),
+        })?;
+        let network = net::Network {
+            client: shared.http.clone(),
+        };
+        let raft = Raft::new(
+            c.node_id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(c.queue_depth);
+        let last_at = shared.applied().1.at;
         let writer = Writer {
             shared: shared.clone(),
+            raft: raft.clone(),
             clock,
-            tip,
-            frames: Vec::new(),
+            last_at,
         };
-        std::thread::Builder::new()
-            .name("cairn-log-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::Open {
-                path: shared.config.path.display().to_string(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
-        Ok(Log { shared, tx })
+        tokio::spawn(writer.run(rx));
+        Ok(Log { shared, raft, tx })
     }
 
-    /// Appends `entries` in order; returns once they are durable. Concurrent appends are
-    /// group-committed: they share one flush.
+    /// Opens a log whose cluster is this member alone (`cairn dev`, tools, tests): the same
+    /// code path as a cluster, with one voter. Returns once this member leads.
+    pub async fn open_single_node(
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        registry: &mut Registry,
+    ) -> Result<Self> {
+        let members = BTreeMap::from([(config.node_id, config.address.clone())]);
+        let log = Self::open(config, clock, registry).await?;
+        log.initialize(members).await?;
+        log.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(log)
+    }
+
+    /// Makes a new cluster of `members` (id → address), this member among them. Does nothing
+    /// if the log already belongs to a cluster.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<()> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?
+        {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, Node> = members
+            .into_iter()
+            .map(|(id, addr)| (id, Node { addr }))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
+    /// Waits until some member leads, at most `within`; returns the leader's id.
+    pub async fn wait_for_leader(&self, within: Duration) -> Result<NodeId> {
+        let metrics = self
+            .raft
+            .wait(Some(within))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|e| Error::Raft(format!("no leader within {within:?}: {e}")))?;
+        Ok(metrics.current_leader.expect("waited for it"))
+    }
+
+    /// The Raft member, for membership changes and metrics.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The routes other members call (raft RPCs, catch-up reads), to mount on the master's
+    /// HTTP server.
+    pub fn peer_routes(&self) -> axum::Router {
+        net::router(self.raft.clone(), self.shared.clone())
+    }
+
+    /// Appends `entries` in order; returns once they are committed and applied. Concurrent
+    /// appends are group-committed.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<Appended> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
@@ -165,15 +510,29 @@ impl Log {
                 limit,
             });
         }
-        let payloads = entries
-            .iter()
-            .map(codec::encode_payload)
-            .collect::<Result<Vec<_>>>()?;
+        let mut bytes = 0;
+        let mut payloads = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let payload = serde_json::value::to_raw_value(entry).map_err(Error::Encode)?;
+            let len = payload.get().len();
+            if len > codec::MAX_PAYLOAD {
+                return Err(Error::RecordTooLarge {
+                    len,
+                    limit: codec::MAX_PAYLOAD,
+                });
+            }
+            bytes += len;
+            payloads.push(payload);
+        }
+        let limit = self.shared.config.max_append_bytes;
+        if bytes > limit {
+            return Err(Error::AppendTooLarge { bytes, limit });
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append(Request {
-                entries,
                 payloads,
+                bytes,
                 reply,
             }))
             .await
@@ -181,24 +540,24 @@ impl Log {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// Offset of the last durable record (0 when empty).
+    /// Offset of the last applied record (0 when empty).
     pub fn head(&self) -> u64 {
-        self.shared.head.load(Ordering::Acquire)
+        self.shared.head()
     }
 
-    /// Whether appends are accepted (false once closed or after a storage failure).
+    /// Whether appends are accepted (false once closed).
     pub fn is_accepting(&self) -> bool {
         !self.tx.is_closed()
     }
 
-    /// Group commits (flushes) so far.
+    /// Group commits proposed so far.
     pub fn group_commits(&self) -> u64 {
         self.shared.metrics.group_commits.get()
     }
 
-    /// The term this writer stamps on its records.
+    /// The current Raft term as this member knows it.
     pub fn term(&self) -> Term {
-        self.shared.term
+        Term(self.raft.metrics().borrow().current_term)
     }
 
     /// The tail cut when the log was opened, if it had a torn one.
@@ -206,16 +565,14 @@ impl Log {
         self.shared.store.tail_cut().cloned()
     }
 
-    /// Reads up to `limit` durable records from `from`.
+    /// Reads up to `limit` applied records from `from`.
     pub fn read(&self, from: Offset, limit: usize) -> Result<Vec<Record>> {
-        let head = self.head();
-        self.shared.store.read(from.get(), limit, head)
+        self.shared.store.read(from.get(), limit, self.head())
     }
 
-    /// Walks every durable record checking checksums and the hash chain.
+    /// Walks every applied record checking checksums and the hash chain.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let head = self.head();
-        self.shared.store.verify(head, |_| {})
+        self.shared.store.verify(self.head(), |_| {})
     }
 
     /// Follows the log from `from`: catches up from storage, then tails live appends.
@@ -223,155 +580,132 @@ impl Log {
         Subscription::new(self.clone(), from)
     }
 
-    /// Finishes every append queued so far, then stops the writer. Appends after this fail
-    /// with [`Error::Closed`].
+    /// Finishes every append queued so far, stops the Raft member and makes everything
+    /// durable. Appends after this fail with [`Error::Closed`].
     pub async fn close(&self) {
         let (done, rx) = oneshot::channel();
         if self.tx.send(Command::Close(done)).await.is_ok() {
             let _ = rx.await;
         }
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "raft did not shut down cleanly");
+        }
+        self.shared.live.lock().expect("live lock").take();
+        if let Err(e) = self.shared.store.flush() {
+            error!(error = %e, "final flush failed");
+        }
     }
 }
 
-/// The single owner of the write path.
+/// Groups queued appends and proposes each group to Raft.
 struct Writer {
     shared: Arc<Shared>,
+    raft: Raft,
     clock: Arc<dyn Clock>,
-    tip: Tip,
-    frames: Vec<u8>,
+    last_at: Timestamp,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut group = Vec::new();
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let max_inflight = self.shared.config.max_inflight_groups;
+        let inflight = Arc::new(Semaphore::new(max_inflight));
         let mut closing = None;
         while closing.is_none() {
-            match rx.blocking_recv() {
-                Some(Command::Append(req)) => group.push(req),
-                Some(Command::Close(done)) => closing = Some(done),
+            let mut group = match rx.recv().await {
+                Some(Command::Append(req)) => vec![req],
+                Some(Command::Close(done)) => {
+                    closing = Some(done);
+                    break;
+                }
                 None => break,
-            }
-            let mut bytes: usize = group.iter().map(request_bytes).sum();
-            while closing.is_none() && bytes < self.shared.config.max_group_bytes {
+            };
+            let mut bytes = group[0].bytes;
+            while bytes < self.shared.config.max_group_bytes {
                 match rx.try_recv() {
                     Ok(Command::Append(req)) => {
-                        bytes += request_bytes(&req);
+                        bytes += req.bytes;
                         group.push(req);
                     }
-                    Ok(Command::Close(done)) => closing = Some(done),
+                    Ok(Command::Close(done)) => {
+                        closing = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
-            if !group.is_empty() && !self.commit(std::mem::take(&mut group), bytes) {
-                // Storage failed: the log is poisoned; queued appenders see `Closed`.
-                break;
-            }
+            let permit = inflight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            self.last_at = self.clock.now().max(self.last_at);
+            let shared = self.shared.clone();
+            let raft = self.raft.clone();
+            let at = self.last_at;
+            tokio::spawn(async move {
+                commit(&shared, &raft, at, group).await;
+                drop(permit);
+            });
         }
-        // Dropping the sender ends live subscriptions once they drained storage.
-        self.shared.live.lock().expect("live lock").take();
-        // Release our hold on the store before saying we are done, so that once the caller
-        // drops its handles the files are closed (and may be reopened at once).
-        drop(self);
+        // Wait for the groups in flight.
+        let _ = inflight.acquire_many(max_inflight as u32).await;
         if let Some(done) = closing {
             let _ = done.send(());
         }
     }
+}
 
-    /// Frames, stores and flushes one group, then acknowledges it. Returns false if storage
-    /// failed.
-    fn commit(&mut self, group: Vec<Request>, bytes: usize) -> bool {
-        let shared = &*self.shared;
-        let records_in_group: usize = group.iter().map(|r| r.entries.len()).sum();
-        let at = self.clock.now().max(self.tip.at);
-        let mut tip = self.tip;
-        // Reused across groups: a fresh multi-megabyte buffer per group costs page faults.
-        let mut frames = std::mem::take(&mut self.frames);
-        frames.clear();
-        frames.reserve(bytes + records_in_group * 66);
-        let mut chunks: Vec<(u64, Range<usize>)> = Vec::new();
-        let mut acks = Vec::with_capacity(group.len());
-        for req in &group {
-            let req_first = tip.last + 1;
-            for payload in &req.payloads {
-                tip.last += 1;
-                let start = frames.len();
-                let header = Header {
-                    format: FORMAT,
-                    offset: tip.last,
-                    term: shared.term,
-                    at,
-                    prev_hash: tip.hash,
-                };
-                tip.hash = codec::write_frame(&mut frames, &header, payload);
-                match chunks.last_mut() {
-                    Some((_, range)) if frames.len() - range.start <= CHUNK_BYTES => {
-                        range.end = frames.len()
-                    }
-                    _ => chunks.push((tip.last, start..frames.len())),
+/// Proposes one group and acknowledges each of its requests with its own offsets.
+async fn commit(shared: &Shared, raft: &Raft, at: Timestamp, group: Vec<Request>) {
+    let mut sizes = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    let mut entries = Vec::new();
+    for req in group {
+        sizes.push(req.payloads.len() as u64);
+        replies.push(req.reply);
+        entries.extend(req.payloads);
+    }
+    shared.metrics.group_commits.inc();
+    let started = Instant::now();
+    let result = raft.client_write(Proposal { at, entries }).await;
+    shared
+        .metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(response) => {
+            let Some(appended) = response.data.0 else {
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Raft(
+                        "a proposal with entries applied to nothing".into(),
+                    )));
                 }
-            }
-            acks.push((req_first, tip.last));
-        }
-        tip.at = at;
-        let started = Instant::now();
-        let stored = shared
-            .store
-            .insert_group(&chunks, &frames)
-            .and_then(|()| shared.store.flush());
-        if let Err(e) = stored {
-            error!(error = %e, first = self.tip.last + 1, "log append failed; the log stops accepting writes");
-            for req in group {
-                let _ = req.reply.send(Err(Error::Poisoned(e.to_string())));
-            }
-            return false;
-        }
-        shared
-            .metrics
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.tip = tip;
-        shared.head.store(tip.last, Ordering::Release);
-        let m = &shared.metrics;
-        m.appended_records.inc_by(records_in_group as u64);
-        m.appended_bytes.inc_by(frames.len() as u64);
-        m.group_commits.inc();
-        m.group_records.observe(records_in_group as f64);
-        m.head_offset.set(tip.last as i64);
-        self.frames = frames;
-
-        let sender = shared.live.lock().expect("live lock").clone();
-        let live = sender.as_ref().is_some_and(|s| s.receiver_count() > 0);
-        let mut records = Vec::with_capacity(if live { records_in_group } else { 0 });
-        for (req, (req_first, req_last)) in group.into_iter().zip(acks) {
-            let ack = Appended {
-                first: Offset::new(req_first).expect("offsets start at 1"),
-                last: Offset::new(req_last).expect("offsets start at 1"),
-                term: shared.term,
-                at,
+                return;
             };
-            if live {
-                records.extend(
-                    req.entries
-                        .into_iter()
-                        .zip(req_first..)
-                        .map(|(entry, offset)| Record {
-                            offset: Offset::new(offset).expect("offsets start at 1"),
-                            term: shared.term,
-                            at,
-                            actor: entry.actor,
-                            event: entry.event,
-                        }),
-                );
+            let mut next = appended.first.get();
+            for (reply, n) in replies.into_iter().zip(sizes) {
+                let ack = Appended {
+                    first: Offset::new(next).expect("offsets start at 1"),
+                    last: Offset::new(next + n - 1).expect("offsets start at 1"),
+                    ..appended
+                };
+                next += n;
+                let _ = reply.send(Ok(ack));
             }
-            let _ = req.reply.send(Ok(ack));
         }
-        if let Some(sender) = sender.filter(|_| live) {
-            let _ = sender.send(records.into());
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(write_error(&e)));
+            }
         }
-        true
     }
 }
 
-fn request_bytes(req: &Request) -> usize {
-    req.payloads.iter().map(Vec::len).sum()
+fn write_error(e: &RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> Error {
+    match e.forward_to_leader() {
+        Some(f) => Error::NotLeader {
+            leader: f.leader_node.as_ref().map(|n| n.addr.clone()),
+        },
+        None => Error::Raft(e.to_string()),
+    }
 }

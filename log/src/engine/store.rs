@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::codec::{ChainCheck, Frames, Hash, FORMAT, GENESIS};
 use crate::error::{Error, Result};
-use crate::event::{Term, Timestamp};
+use crate::event::Timestamp;
 use crate::record::Record;
 
 /// sled's log segment size, the largest it allows. sled writes any page bigger than a quarter
@@ -37,7 +37,8 @@ const PARALLEL_READ_MIN: u64 = 1024;
 const MAX_READ_THREADS: usize = 4;
 
 const META_FORMAT: &[u8] = b"format";
-const META_TERM: &[u8] = b"term";
+/// The state machine's applied position, written in the same transaction as the events.
+const META_APPLIED: &[u8] = b"applied";
 
 /// The last durable record, from which the next append continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,19 +216,154 @@ impl Store {
         Ok(chain)
     }
 
-    /// Inserts a group atomically: `chunks` are `(first offset, byte range)` pieces of
-    /// `frames`, each stored as one value. Not durable until [`Store::flush`].
-    pub fn insert_group(
+    /// Stores a group of frames and `marker` (the applied position covering them) in one
+    /// transaction: after a crash either both are there or neither. `chunks` are
+    /// `(first offset, byte range)` pieces of `frames`, each stored as one value. Not durable
+    /// until [`Store::flush`].
+    pub fn apply_group(
         &self,
         chunks: &[(u64, std::ops::Range<usize>)],
         frames: &[u8],
+        marker: &[u8],
     ) -> Result<()> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let result = (&self.events, &self.meta).transaction(|(events, meta)| {
+            for (first, range) in chunks {
+                events.insert(&key(*first), &frames[range.clone()])?;
+            }
+            meta.insert(META_APPLIED, marker)?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        }
+    }
+
+    /// Stores fetched frames (a member catching up from a snapshot), without moving the applied
+    /// marker: if the catch-up is interrupted, [`Store::trim_past`] removes them at open.
+    pub fn insert_frames(&self, first: u64, frames: &[u8]) -> Result<()> {
+        let mut chunks = Chunks::default();
+        let mut it = Frames::new(frames, first);
+        let mut offset = first;
+        loop {
+            let start = it.position();
+            let Some(frame) = it.next() else { break };
+            frame?;
+            chunks.push(offset, start..it.position());
+            offset += 1;
+        }
         let mut batch = sled::Batch::default();
-        for (first, range) in chunks {
-            batch.insert(&key(*first), &frames[range.clone()]);
+        for (first, range) in chunks.0 {
+            batch.insert(&key(first), &frames[range]);
         }
         self.events.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The applied marker, as stored with the last group.
+    pub fn applied_marker(&self) -> Result<Option<sled::IVec>> {
+        Ok(self.meta.get(META_APPLIED)?)
+    }
+
+    /// Sets the applied marker alone (after a snapshot install).
+    pub fn put_applied_marker(&self, marker: &[u8]) -> Result<()> {
+        self.meta.insert(META_APPLIED, marker)?;
+        Ok(())
+    }
+
+    pub fn get_meta_json<T: serde::de::DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
+        match self.meta.get(k)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    offset: 0,
+                    detail: format!("meta {}: {e}", String::from_utf8_lossy(k)),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_meta_json<T: serde::Serialize>(&self, k: &[u8], value: &T) -> Result<()> {
+        self.meta
+            .insert(k, serde_json::to_vec(value).map_err(Error::Encode)?)?;
+        Ok(())
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Moves every record after `offset` to quarantine: records stored past the applied
+    /// marker by an interrupted catch-up are not part of the log (they will be fetched or
+    /// applied again). Returns how many were moved.
+    pub fn trim_past(&mut self, offset: u64) -> Result<u64> {
+        if self.tip.last <= offset {
+            return Ok(0);
+        }
+        let moved = self.tip.last - offset;
+        let start = match self
+            .events
+            .range(..=key(offset.max(1)))
+            .next_back()
+            .transpose()?
+        {
+            Some((k, _)) => k,
+            None => sled::IVec::from(&key(1)),
+        };
+        let mut batch = sled::Batch::default();
+        for item in self.events.range(start..) {
+            let (k, value) = item?;
+            let first = key_offset(&k)?;
+            self.quarantine.insert(k.clone(), value.clone())?;
+            if first > offset {
+                batch.remove(k);
+            } else {
+                let keep = prefix_bytes(&value, first, offset - first + 1)?;
+                batch.insert(k, &value[..keep]);
+            }
+        }
+        self.events.apply_batch(batch)?;
+        self.db.flush()?;
+        self.tip = self.find_tip(OpenMode::Inspect)?;
+        tracing::warn!(
+            moved,
+            kept_up_to = offset,
+            "records past the applied marker moved to quarantine"
+        );
+        Ok(moved)
+    }
+
+    /// The frames of offsets `from..=to` as stored, at most about `max_bytes` of them (at least
+    /// one frame), for a member catching up.
+    pub fn raw_frames(&self, from: u64, to: u64, max_bytes: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        let start = match self.events.range(..=key(from)).next_back().transpose()? {
+            Some((k, _)) => k,
+            None => return Ok(out),
+        };
+        for item in self.events.range(start..) {
+            let (k, value) = item?;
+            let mut frames = Frames::new(&value, key_offset(&k)?);
+            let mut begin = 0;
+            while let Some(frame) = frames.next() {
+                let offset = frame?.header.offset;
+                let end = frames.position();
+                if offset > to || (out.len() >= max_bytes && !out.is_empty()) {
+                    return Ok(out);
+                }
+                if offset >= from {
+                    out.extend_from_slice(&value[begin..end]);
+                }
+                begin = end;
+            }
+        }
+        Ok(out)
     }
 
     /// Makes every insert so far durable (fsync).
@@ -330,23 +466,6 @@ impl Store {
             },
         })
     }
-
-    /// The next standalone term: one more than the last, stored durably before use. A single
-    /// master without Raft gets a new term at each start, so records appended before and after
-    /// a restart are told apart.
-    pub fn next_term(&self) -> Result<Term> {
-        let last = match self.meta.get(META_TERM)? {
-            Some(v) => u64::from_le_bytes(v.as_ref().try_into().map_err(|_| Error::Corrupt {
-                offset: 0,
-                detail: "bad term in meta".into(),
-            })?),
-            None => 0,
-        };
-        let term = last + 1;
-        self.meta.insert(META_TERM, &term.to_le_bytes())?;
-        self.db.flush()?;
-        Ok(Term(term))
-    }
 }
 
 /// How much of a group is intact and chained.
@@ -379,6 +498,35 @@ fn scan_group(value: &[u8], first: u64, chain: &mut ChainCheck) -> GroupScan {
         });
     }
     scan
+}
+
+/// How a run of frames is split into stored values: consecutive frames share a value while it
+/// stays within [`CHUNK_BYTES`] (a single larger frame gets a value of its own).
+#[derive(Debug, Default)]
+pub struct Chunks(pub Vec<(u64, std::ops::Range<usize>)>);
+
+impl Chunks {
+    /// Adds the frame of `offset`, at `frame` in the buffer, right after the previous one.
+    pub fn push(&mut self, offset: u64, frame: std::ops::Range<usize>) {
+        match self.0.last_mut() {
+            Some((_, range)) if frame.end - range.start <= CHUNK_BYTES => range.end = frame.end,
+            _ => self.0.push((offset, frame)),
+        }
+    }
+}
+
+/// Bytes taken by the first `n` frames of a group.
+fn prefix_bytes(value: &[u8], first: u64, n: u64) -> Result<usize> {
+    let mut frames = Frames::new(value, first);
+    for _ in 0..n {
+        match frames.next() {
+            Some(frame) => {
+                frame?;
+            }
+            None => break,
+        }
+    }
+    Ok(frames.position())
 }
 
 fn open_error(path: &Path, e: sled::Error) -> Error {

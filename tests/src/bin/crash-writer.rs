@@ -20,11 +20,12 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .context("usage: crash-writer <log dir> <appenders>")?;
     let appenders: u64 = args.next().context("missing <appenders>")?.parse()?;
-    let log = Log::open(
+    let log = Log::open_single_node(
         LogConfig::new(dir),
         Arc::new(SystemClock),
         &mut Registry::default(),
-    )?;
+    )
+    .await?;
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let tasks: Vec<_> = (0..appenders)
         .map(|appender| tokio::spawn(append_forever(log.clone(), out.clone(), appender)))

@@ -1,0 +1,187 @@
+//! The raft transport: JSON over HTTP on the master's own port, plus the read a member uses to
+//! fetch the events it lacks when it installs a snapshot.
+//!
+//! Requests are the openraft messages as JSON (`POST /raft/append`, `/raft/vote`,
+//! `/raft/snapshot`); a response is the handler's `Result` as JSON, so remote errors arrive
+//! typed. `GET /raft/events?from=N&to=M` returns stored frames, byte for byte.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::raft::{Node, NodeId, Raft, TypeConfig};
+use super::Shared;
+
+const APPEND: &str = "/raft/append";
+const VOTE: &str = "/raft/vote";
+const SNAPSHOT: &str = "/raft/snapshot";
+pub(crate) const EVENTS: &str = "/raft/events";
+
+/// Largest raft request accepted: `max_payload_entries` (32) entries of at most a group commit
+/// each (1 MiB of payload, ~1.3 MiB as JSON), with room to spare.
+const MAX_RAFT_BODY: usize = 64 << 20;
+/// Frames returned per catch-up read.
+pub(crate) const CATCH_UP_BYTES: usize = 4 << 20;
+
+/// Makes a client per peer; they share one HTTP connection pool.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    pub(crate) client: reqwest::Client,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    client: reqwest::Client,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned + std::error::Error,
+    {
+        let url = format!("http://{}{path}", self.addr);
+        let response = self
+            .client
+            .post(url)
+            .json(req)
+            .timeout(option.hard_ttl())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("{path} answered {status}: {text}"));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> = response
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        self.call(APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        self.call(VOTE, &rpc, &option).await
+    }
+}
+
+#[derive(Clone)]
+struct Served {
+    raft: Raft,
+    shared: Arc<Shared>,
+}
+
+/// The routes other members call, to be merged into the master's router.
+pub(crate) fn router(raft: Raft, shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(APPEND, post(append))
+        .route(VOTE, post(vote))
+        .route(SNAPSHOT, post(snapshot))
+        .route(EVENTS, get(events))
+        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
+        .with_state(Served { raft, shared })
+}
+
+async fn append(
+    State(s): State<Served>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+    Json(s.raft.append_entries(req).await)
+}
+
+async fn vote(
+    State(s): State<Served>,
+    Json(req): Json<VoteRequest<NodeId>>,
+) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+    Json(s.raft.vote(req).await)
+}
+
+async fn snapshot(
+    State(s): State<Served>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    Json(s.raft.install_snapshot(req).await)
+}
+
+#[derive(Debug, Deserialize)]
+struct Range {
+    from: u64,
+    to: u64,
+}
+
+async fn events(
+    State(s): State<Served>,
+    Query(range): Query<Range>,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let to = range.to.min(s.shared.head());
+    s.shared
+        .store
+        .raw_frames(range.from, to, CATCH_UP_BYTES)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
