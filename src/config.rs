@@ -1,11 +1,13 @@
-//! Configuration of `cairn dev`: documented defaults, then a TOML file, then environment
-//! variables, then flags; each later source overrides the earlier ones field by field.
+//! Configuration of `cairn dev` and `cairn master`: documented defaults, then a TOML file, then
+//! environment variables, then flags; each later source overrides the earlier ones field by
+//! field.
 //!
 //! ```toml
 //! # cairn.toml — every key is optional; shown with its default
 //! data-dir = "./cairn-data"
 //! listen = "127.0.0.1:5050"
 //! node-id = 1
+//! peers = []                   # cairn master: every member as "id=host:port", this one included
 //! log-format = "pretty"        # or "json"
 //! log-level = "info"           # a tracing filter, e.g. "info,cairn_log=debug"
 //!
@@ -58,21 +60,24 @@ impl Default for LogSection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DevConfig {
+pub struct MasterConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub node_id: u64,
+    /// The cluster's members (`id=host:port`); empty means this master alone.
+    pub peers: Vec<String>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub log: LogSection,
 }
 
-impl Default for DevConfig {
+impl Default for MasterConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./cairn-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
             node_id: 1,
+            peers: Vec::new(),
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
             log: LogSection::default(),
@@ -80,9 +85,23 @@ impl Default for DevConfig {
     }
 }
 
+/// The flags of `cairn master`: the common ones, plus its place in a cluster.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct MasterFlags {
+    #[command(flatten)]
+    pub common: CommonFlags,
+    /// This master's id in the cluster [default: 1].
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every member of the cluster as `id=host:port`, this one included, comma-separated.
+    /// The member with the smallest id creates the cluster on first start.
+    #[arg(long, env = "CAIRN_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+}
+
 /// The flags (each also read from its `CAIRN_*` variable) that override the file.
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct DevFlags {
+pub struct CommonFlags {
     /// A TOML configuration file.
     #[arg(long, env = "CAIRN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -100,10 +119,23 @@ pub struct DevFlags {
     pub log_level: Option<String>,
 }
 
-impl DevConfig {
+impl MasterConfig {
+    /// `cairn master`'s configuration: [`MasterConfig::load`] plus the cluster flags.
+    pub fn load_master(flags: &MasterFlags) -> anyhow::Result<Self> {
+        let mut config = Self::load(&flags.common)?;
+        if let Some(v) = flags.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = &flags.peers {
+            config.peers = v.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Layers defaults, the file named by `flags.config` (if any) and the flags, then checks
     /// the result.
-    pub fn load(flags: &DevFlags) -> anyhow::Result<Self> {
+    pub fn load(flags: &CommonFlags) -> anyhow::Result<Self> {
         let mut config = match &flags.config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
@@ -133,12 +165,25 @@ impl DevConfig {
     fn validate(&self) -> anyhow::Result<()> {
         if !self.listen.ip().is_loopback() {
             bail!(
-                "listen: cairn dev serves loopback only (no authentication), got {}",
+                "listen: cairn serves loopback only until authentication exists, got {}",
                 self.listen
             );
         }
         if self.node_id == 0 {
             bail!("node-id: must be at least 1");
+        }
+        let peers = self.members()?;
+        match peers.get(&self.node_id) {
+            Some(addr) if *addr == self.listen.to_string() => {}
+            Some(addr) => bail!(
+                "peers: member {} is {addr}, but this master listens on {}",
+                self.node_id,
+                self.listen
+            ),
+            None => bail!(
+                "peers: this master (node-id {}) is not among them",
+                self.node_id
+            ),
         }
         let log = &self.log;
         for (name, value) in [
@@ -152,6 +197,31 @@ impl DevConfig {
             }
         }
         Ok(())
+    }
+
+    /// The cluster's members by id: the `peers`, or this master alone.
+    pub fn members(&self) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+        if self.peers.is_empty() {
+            return Ok([(self.node_id, self.listen.to_string())].into());
+        }
+        let mut members = std::collections::BTreeMap::new();
+        for peer in &self.peers {
+            let Some((id, addr)) = peer.split_once('=') else {
+                bail!("peers: {peer:?} is not id=host:port");
+            };
+            let id: u64 = id
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("peers: bad id in {peer:?}"))?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("peers: bad address in {peer:?}"))?;
+            if id == 0 || members.insert(id, addr.to_string()).is_some() {
+                bail!("peers: id {id} is zero or given twice");
+            }
+        }
+        Ok(members)
     }
 
     /// The log engine's configuration under this data dir.
@@ -186,18 +256,18 @@ mod tests {
     #[test]
     fn defaults_then_file_then_flags() {
         assert_eq!(
-            DevConfig::load(&DevFlags::default()).unwrap(),
-            DevConfig::default()
+            MasterConfig::load(&CommonFlags::default()).unwrap(),
+            MasterConfig::default()
         );
         let file =
             write("data-dir = \"/var/lib/cairn\"\nlog-format = \"json\"\n[log]\nqueue-depth = 7\n");
-        let flags = DevFlags {
+        let flags = CommonFlags {
             config: Some(file.path().to_owned()),
             listen: Some("127.0.0.2:6060".parse().unwrap()),
             log_format: Some(LogFormat::Pretty),
-            ..DevFlags::default()
+            ..CommonFlags::default()
         };
-        let config = DevConfig::load(&flags).unwrap();
+        let config = MasterConfig::load(&flags).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/cairn"));
         assert_eq!(config.listen, "127.0.0.2:6060".parse().unwrap());
         assert_eq!(
@@ -215,30 +285,30 @@ mod tests {
     #[test]
     fn bad_config_names_the_field() {
         let file = write("listen = \"0.0.0.0:5050\"\n");
-        let flags = DevFlags {
+        let flags = CommonFlags {
             config: Some(file.path().to_owned()),
-            ..DevFlags::default()
+            ..CommonFlags::default()
         };
-        let err = DevConfig::load(&flags).unwrap_err().to_string();
+        let err = MasterConfig::load(&flags).unwrap_err().to_string();
         assert!(
-            err.starts_with("listen: cairn dev serves loopback only"),
+            err.starts_with("listen: cairn serves loopback only"),
             "{err}"
         );
 
         let file = write("[log]\nqueue-dept = 3\n");
-        let flags = DevFlags {
+        let flags = CommonFlags {
             config: Some(file.path().to_owned()),
-            ..DevFlags::default()
+            ..CommonFlags::default()
         };
-        let err = format!("{:#}", DevConfig::load(&flags).unwrap_err());
+        let err = format!("{:#}", MasterConfig::load(&flags).unwrap_err());
         assert!(err.contains("unknown field `queue-dept`"), "{err}");
 
         let file = write("[log]\nqueue-depth = 0\n");
-        let flags = DevFlags {
+        let flags = CommonFlags {
             config: Some(file.path().to_owned()),
-            ..DevFlags::default()
+            ..CommonFlags::default()
         };
-        let err = DevConfig::load(&flags).unwrap_err().to_string();
+        let err = MasterConfig::load(&flags).unwrap_err().to_string();
         assert_eq!(err, "log.queue-depth: must be at least 1");
     }
 }

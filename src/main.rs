@@ -1,10 +1,12 @@
 //! `cairn`: the one binary. Parses the command line and wires the crates together; no domain
 //! logic lives here (nothing depends on this package).
 
+mod api;
 mod bench;
+mod cluster_cmd;
 mod config;
-mod dev;
 mod log_cmd;
+mod master;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -25,7 +27,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a single-node master on loopback, data in ./cairn-data.
-    Dev(config::DevFlags),
+    Dev(config::CommonFlags),
+    /// Run one master of a replicated cluster.
+    Master(config::MasterFlags),
+    /// Inspect and change a running cluster of masters.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster_cmd::ClusterCommand,
+    },
     /// Inspect a log on disk (the master using it must be stopped).
     Log {
         #[command(subcommand)]
@@ -41,7 +50,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev(flags) => dev::main(flags),
+        Command::Dev(flags) => master::dev(flags),
+        Command::Master(flags) => master::master(flags),
+        Command::Cluster { command } => cluster_cmd::main(command),
         Command::Log { command } => log_cmd::main(command),
         Command::Bench { command } => bench::main(command),
     };

@@ -176,10 +176,7 @@ fn bad_configuration_is_refused_naming_the_field() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("listen: cairn dev serves loopback only"),
-        "{err}"
-    );
+    assert!(err.contains("listen: cairn serves loopback only"), "{err}");
     assert!(!dir.path().join("log").exists(), "nothing was created");
 
     let missing = dir.path().join("nothing-here");

@@ -95,6 +95,25 @@ impl LogConfig {
     }
 }
 
+/// One member's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub node_id: NodeId,
+    pub address: String,
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    /// Offset of the last applied event.
+    pub head: u64,
+    pub voters: Vec<NodeId>,
+    pub members: BTreeMap<NodeId, String>,
+    /// On the leader: how many raft entries each member is behind.
+    pub lag: BTreeMap<NodeId, u64>,
+}
+
 /// Where an acknowledged append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appended {
@@ -102,6 +121,13 @@ pub struct Appended {
     pub last: Offset,
     pub term: Term,
     pub at: Timestamp,
+}
+
+/// Whether an append may be forwarded to the leader: once, from the member it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarding {
+    Allowed,
+    AlreadyForwarded,
 }
 
 struct Request {
@@ -374,6 +400,9 @@ pub struct Log {
     shared: Arc<Shared>,
     raft: Raft,
     tx: mpsc::Sender<Command>,
+    /// The last term for which this member appended `LeaderElected`. An async mutex: it is
+    /// held across that append, so two callers never record the same term twice.
+    recorded_term: Arc<tokio::sync::Mutex<u64>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -436,7 +465,14 @@ impl Log {
             last_at,
         };
         tokio::spawn(writer.run(rx));
-        Ok(Log { shared, raft, tx })
+        let log = Log {
+            shared,
+            raft,
+            tx,
+            recorded_term: Arc::default(),
+        };
+        tokio::spawn(watch_leadership(log.clone()));
+        Ok(log)
     }
 
     /// Opens a log whose cluster is this member alone (`cairn dev`, tools, tests): the same
@@ -450,7 +486,35 @@ impl Log {
         let log = Self::open(config, clock, registry).await?;
         log.initialize(members).await?;
         log.wait_for_leader(Duration::from_secs(30)).await?;
+        log.record_leadership().await?;
         Ok(log)
+    }
+
+    /// Appends `LeaderElected` if this member leads in a term it has not recorded yet. A
+    /// task started by [`Log::open`] calls it whenever leadership changes; callers that need
+    /// the record in place before going on call it too.
+    pub async fn record_leadership(&self) -> Result<()> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(m.id) {
+            return Ok(());
+        }
+        let mut recorded = self.recorded_term.lock().await;
+        if *recorded >= m.current_term {
+            return Ok(());
+        }
+        let node_id = crate::event::NodeId(m.id);
+        let event = crate::event::Event::LeaderElected(crate::event::LeaderElected {
+            node_id,
+            term: Term(m.current_term),
+            address: self.shared.config.address.clone(),
+        });
+        self.append(vec![Entry {
+            actor: crate::event::Actor::master(node_id),
+            event,
+        }])
+        .await?;
+        *recorded = m.current_term;
+        Ok(())
     }
 
     /// Makes a new cluster of `members` (id → address), this member among them. Does nothing
@@ -486,19 +550,98 @@ impl Log {
         Ok(metrics.current_leader.expect("waited for it"))
     }
 
-    /// The Raft member, for membership changes and metrics.
-    pub fn raft(&self) -> &Raft {
-        &self.raft
+    /// The cluster's members (id → address), as this member knows them.
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    /// Adds a member: it joins as a learner, catches up, then becomes a voter. Leader only.
+    pub async fn add_member(&self, node_id: NodeId, address: String) -> Result<()> {
+        self.raft
+            .add_learner(node_id, Node { addr: address }, true)
+            .await
+            .map_err(|e| write_error(&e))?;
+        let mut voters = self.voters();
+        voters.insert(node_id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| write_error(&e))?;
+        Ok(())
+    }
+
+    /// Removes a member from the voters (and the cluster). Leader only.
+    pub async fn remove_member(&self, node_id: NodeId) -> Result<()> {
+        let mut voters = self.voters();
+        if !voters.remove(&node_id) {
+            return Err(Error::Raft(format!("node {node_id} is not a voter")));
+        }
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| write_error(&e))?;
+        Ok(())
+    }
+
+    fn voters(&self) -> std::collections::BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// This member's view of the cluster, for `cairn cluster status`.
+    pub fn status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        MemberStatus {
+            node_id: m.id,
+            address: self.shared.config.address.clone(),
+            role: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index,
+            last_applied: m.last_applied.map_or(0, |id| id.index),
+            head: self.head(),
+            voters: m.membership_config.membership().voter_ids().collect(),
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect(),
+            lag: m
+                .replication
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, matched)| {
+                            (
+                                *id,
+                                last_log_index.saturating_sub(matched.map_or(0, |l| l.index)),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 
     /// The routes other members call (raft RPCs, catch-up reads), to mount on the master's
     /// HTTP server.
     pub fn peer_routes(&self) -> axum::Router {
-        net::router(self.raft.clone(), self.shared.clone())
+        net::router(self.clone())
     }
 
     /// Appends `entries` in order; returns once they are committed and applied. Concurrent
-    /// appends are group-committed.
+    /// appends are group-committed. On a follower the append is forwarded to the leader.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<Appended> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
@@ -510,10 +653,22 @@ impl Log {
                 limit,
             });
         }
+        let payloads = entries
+            .iter()
+            .map(|entry| serde_json::value::to_raw_value(entry).map_err(Error::Encode))
+            .collect::<Result<Vec<_>>>()?;
+        self.append_payloads(payloads, Forwarding::Allowed).await
+    }
+
+    /// Appends encoded entries; forwards them to the leader if allowed and this member does
+    /// not lead.
+    async fn append_payloads(
+        &self,
+        payloads: Vec<Box<RawValue>>,
+        forwarding: Forwarding,
+    ) -> Result<Appended> {
         let mut bytes = 0;
-        let mut payloads = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let payload = serde_json::value::to_raw_value(entry).map_err(Error::Encode)?;
+        for payload in &payloads {
             let len = payload.get().len();
             if len > codec::MAX_PAYLOAD {
                 return Err(Error::RecordTooLarge {
@@ -522,11 +677,18 @@ impl Log {
                 });
             }
             bytes += len;
-            payloads.push(payload);
         }
         let limit = self.shared.config.max_append_bytes;
         if bytes > limit {
             return Err(Error::AppendTooLarge { bytes, limit });
+        }
+        if let Some(leader) = self.leader_elsewhere() {
+            return match (forwarding, leader) {
+                (Forwarding::Allowed, Some(addr)) => {
+                    net::forward(&self.shared.http, &addr, &payloads).await
+                }
+                (_, leader) => Err(Error::NotLeader { leader }),
+            };
         }
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -538,6 +700,52 @@ impl Log {
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// `None` if this member leads; otherwise `Some(leader's address, if one is known)`.
+    fn leader_elsewhere(&self) -> Option<Option<String>> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            Some(id) if id == self.shared.config.node_id => None,
+            Some(id) => Some(
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone()),
+            ),
+            None => Some(None),
+        }
+    }
+
+    /// Waits until this member has applied everything the leader had committed when asked: a
+    /// read after this sees every append acknowledged before it (linearizable). Asks the leader
+    /// over HTTP when this member follows.
+    pub async fn sync_with_leader(&self) -> Result<()> {
+        let index = match self.leader_elsewhere() {
+            None => self.read_index().await?,
+            Some(Some(addr)) => net::read_index(&self.shared.http, &addr).await?,
+            Some(None) => return Err(Error::NotLeader { leader: None }),
+        };
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(index, "the leader's read index")
+            .await
+            .map_err(|e| Error::Raft(format!("not caught up with the leader: {e}")))?;
+        Ok(())
+    }
+
+    /// The leader's read index: confirms leadership with a quorum and returns the last log
+    /// index a linearizable read must wait for.
+    pub(crate) async fn read_index(&self) -> Result<Option<u64>> {
+        match self.raft.ensure_linearizable().await {
+            Ok(id) => Ok(id.map(|id| id.index)),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(Error::NotLeader {
+                    leader: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                }),
+                None => Err(Error::Raft(e.to_string())),
+            },
+        }
     }
 
     /// Offset of the last applied record (0 when empty).
@@ -593,6 +801,22 @@ impl Log {
         self.shared.live.lock().expect("live lock").take();
         if let Err(e) = self.shared.store.flush() {
             error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// Records each new leadership of this member, until the log closes.
+async fn watch_leadership(log: Log) {
+    let mut metrics = log.raft.metrics();
+    while metrics.changed().await.is_ok() && log.is_accepting() {
+        let leads_new_term = {
+            let m = metrics.borrow_and_update();
+            m.current_leader == Some(m.id)
+        };
+        if leads_new_term {
+            if let Err(e) = log.record_leadership().await {
+                warn!(error = %e, "could not record this member's leadership");
+            }
         }
     }
 }

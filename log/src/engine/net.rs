@@ -135,17 +135,52 @@ impl RaftNetwork<TypeConfig> for Peer {
 struct Served {
     raft: Raft,
     shared: Arc<Shared>,
+    log: super::Log,
 }
 
 /// The routes other members call, to be merged into the master's router.
-pub(crate) fn router(raft: Raft, shared: Arc<Shared>) -> Router {
+pub(crate) fn router(log: super::Log) -> Router {
+    let served = Served {
+        raft: log.raft.clone(),
+        shared: log.shared.clone(),
+        log,
+    };
     Router::new()
         .route(APPEND, post(append))
         .route(VOTE, post(vote))
         .route(SNAPSHOT, post(snapshot))
         .route(EVENTS, get(events))
+        .route(FORWARD, post(forwarded))
+        .route(READ_INDEX, get(read_index_handler))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
-        .with_state(Served { raft, shared })
+        .with_state(served)
+}
+
+/// An append forwarded by a follower: appended here, never forwarded again.
+async fn forwarded(
+    State(s): State<Served>,
+    Json(payloads): Json<Vec<Box<serde_json::value::RawValue>>>,
+) -> Json<Result<super::Appended, String>> {
+    // A peer sent these; still, nothing that does not decode enters the log.
+    if let Some(bad) = payloads
+        .iter()
+        .find(|p| serde_json::from_str::<crate::event::Entry>(p.get()).is_err())
+    {
+        return Json(Err(format!(
+            "forwarded entry does not decode: {}",
+            bad.get()
+        )));
+    }
+    Json(
+        s.log
+            .append_payloads(payloads, super::Forwarding::AlreadyForwarded)
+            .await
+            .map_err(|e| e.to_string()),
+    )
+}
+
+async fn read_index_handler(State(s): State<Served>) -> Json<Result<Option<u64>, String>> {
+    Json(s.log.read_index().await.map_err(|e| e.to_string()))
 }
 
 async fn append(
@@ -184,4 +219,46 @@ async fn events(
         .store
         .raw_frames(range.from, to, CATCH_UP_BYTES)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+const FORWARD: &str = "/raft/forward";
+const READ_INDEX: &str = "/raft/read-index";
+
+/// Sends an append to the leader at `addr` (a follower forwarding a client's append).
+pub(crate) async fn forward(
+    http: &reqwest::Client,
+    addr: &str,
+    payloads: &[Box<serde_json::value::RawValue>],
+) -> crate::Result<super::Appended> {
+    let url = format!("http://{addr}{FORWARD}");
+    let response =
+        http.post(url)
+            .json(payloads)
+            .send()
+            .await
+            .map_err(|e| crate::Error::NotLeader {
+                leader: Some(format!("{addr} (unreachable: {e})")),
+            })?;
+    let result: Result<super::Appended, String> = response
+        .json()
+        .await
+        .map_err(|e| crate::Error::Raft(format!("forwarded append: {e}")))?;
+    result.map_err(crate::Error::Raft)
+}
+
+/// Asks the leader at `addr` for its read index.
+pub(crate) async fn read_index(http: &reqwest::Client, addr: &str) -> crate::Result<Option<u64>> {
+    let url = format!("http://{addr}{READ_INDEX}");
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| crate::Error::NotLeader {
+            leader: Some(format!("{addr} (unreachable: {e})")),
+        })?;
+    let result: Result<Option<u64>, String> = response
+        .json()
+        .await
+        .map_err(|e| crate::Error::Raft(format!("read index: {e}")))?;
+    result.map_err(crate::Error::Raft)
 }

@@ -1,26 +1,28 @@
-//! `cairn dev`: a single-node master on loopback.
+//! `cairn dev` and `cairn master`: a master process.
 //!
-//! Opens the log (a new term), records that this node leads it, and serves the operational
-//! endpoints: `/livez` (the process answers), `/readyz` (the log accepts writes) and
-//! `/metrics` (Prometheus text). SIGINT or SIGTERM stop the server, then close the log after
-//! every queued append is durable.
+//! Opens the log, joins or creates its cluster, and serves on one port: the operational
+//! endpoints (`/livez`, `/readyz`, `/metrics`), the log's client API (`/v1/log/*`), cluster
+//! membership (`/v1/cluster/*`) and the routes other masters call (`/raft/*`). SIGINT or
+//! SIGTERM stop the server, then close the log after every queued append is durable.
+//! `cairn dev` is a master whose cluster is itself.
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use cairn_log::engine::{Log, SystemClock};
-use cairn_log::event::{Actor, Entry, Event, LeaderElected, NodeId};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{DevConfig, DevFlags};
+use crate::config::{CommonFlags, MasterConfig, MasterFlags};
 
 #[derive(Debug, Clone)]
 struct Ops {
@@ -28,24 +30,35 @@ struct Ops {
     registry: Arc<Registry>,
 }
 
-pub fn main(flags: DevFlags) -> anyhow::Result<ExitCode> {
-    let config = DevConfig::load(&flags)?;
+/// `cairn dev`.
+pub fn dev(flags: CommonFlags) -> anyhow::Result<ExitCode> {
+    let config = MasterConfig::load(&flags)?;
+    run_process(config, "cairn dev")
+}
+
+/// `cairn master`.
+pub fn master(flags: MasterFlags) -> anyhow::Result<ExitCode> {
+    let config = MasterConfig::load_master(&flags)?;
+    run_process(config, "cairn master")
+}
+
+fn run_process(config: MasterConfig, name: &'static str) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(config.log_format, &config.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config))?;
+    runtime.block_on(run(config, name))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(config: DevConfig) -> anyhow::Result<()> {
+async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
     // Installed before anything is announced, so that a signal never finds the default action.
     let signals = Signals::install().context("cannot install signal handlers")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data-dir: cannot create {}", config.data_dir.display()))?;
+    let members = config.members()?;
     let mut registry = Registry::default();
-    let log =
-        Log::open_single_node(config.log_config(), Arc::new(SystemClock), &mut registry).await?;
+    let log = Log::open(config.log_config(), Arc::new(SystemClock), &mut registry).await?;
     if let Some(cut) = log.tail_cut() {
         info!(
             from_offset = cut.from_offset,
@@ -53,17 +66,18 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
             "a torn tail was cut at open"
         );
     }
-    let node_id = NodeId(config.node_id);
-    let elected = LeaderElected {
-        node_id,
-        term: log.term(),
-        address: config.listen.to_string(),
-    };
-    log.append(vec![Entry {
-        actor: Actor::master(node_id),
-        event: Event::LeaderElected(elected),
-    }])
-    .await?;
+    let stored = log.members();
+    if !stored.is_empty() && stored != members {
+        log.close().await;
+        bail!(
+            "peers: {members:?} disagrees with the membership stored in {}: {stored:?}; change \
+             membership with `cairn cluster add|remove`, then restart with the new peers",
+            config.data_dir.display()
+        );
+    }
+    if stored.is_empty() && members.keys().next() == Some(&config.node_id) {
+        log.initialize(members).await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -77,19 +91,33 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(ops)
+        .merge(crate::api::routes(log.clone()))
         .merge(log.peer_routes());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(signals, shutdown.clone()));
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    // Serving already: the other members must reach this one for a leader to be elected.
+    tokio::select! {
+        leader = log.wait_for_leader(Duration::from_secs(3600)) => { leader?; }
+        () = shutdown.cancelled() => {}
+    }
+    // Leadership may already have moved on; the log's own watcher records later terms.
+    if let Err(e) = log.record_leadership().await {
+        tracing::warn!(error = %e, "could not record this master's leadership");
+    }
     info!(
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
+        node_id = config.node_id,
         term = %log.term(),
         head = log.head(),
-        "cairn dev is serving on http://{}", config.listen
+        "{name} is serving on http://{}", config.listen
     );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(signals, shutdown.clone()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    server.await.context("server task")??;
     log.close().await;
     info!(
         head = log.head(),
@@ -99,12 +127,12 @@ async fn run(config: DevConfig) -> anyhow::Result<()> {
 }
 
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
-    if ops.log.is_accepting() {
+    if ops.log.is_accepting() && ops.log.status().leader.is_some() {
         (StatusCode::OK, "ready\n")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the log is not accepting writes\n",
+            "no leader, or the log is closed\n",
         )
     }
 }
