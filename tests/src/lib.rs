@@ -136,10 +136,23 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.0 GET on loopback: `(status, body)`.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http(port, "GET", path, "")
+}
+
+/// A plain HTTP/1.0 POST of a JSON body on loopback: `(status, body)`.
+pub fn http_post(port: u16, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    http(port, "POST", path, json)
+}
+
+fn http(port: u16, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status = response
