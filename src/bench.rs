@@ -37,6 +37,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         replay_events: u64,
     },
+    /// Three masters on loopback (separate processes): batched throughput, commit latency at a
+    /// steady 1,000 appends/s, and failover time over repeated leader kills.
+    Replication {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        /// Length of the throughput and latency runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent clients in the throughput run.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Entries per append in the throughput run.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Leader kills for the failover figures.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
     /// Replay of synthetic, realistic histories into the projections: in memory, and from a log.
     Projections {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -72,6 +91,22 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 seconds,
                 replay_events,
             ));
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        BenchCommand::Replication {
+            dir,
+            seconds,
+            clients,
+            batch,
+            kills,
+        } => {
+            anyhow::ensure!(
+                !dir.exists(),
+                "dir: {} exists; name a scratch dir",
+                dir.display()
+            );
+            let result = runtime.block_on(bench_replication(&dir, seconds, clients, batch, kills));
             let _ = std::fs::remove_dir_all(&dir);
             result?;
         }
@@ -359,6 +394,272 @@ async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
         "| from the log after reopening (read, decode, fold) | {:.0} | {} MiB |",
         head as f64 / log_secs,
         peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// Three `cairn master` processes of this same binary, on loopback.
+struct Masters {
+    dir: PathBuf,
+    ports: Vec<u16>,
+    children: Vec<Option<std::process::Child>>,
+    http: reqwest::Client,
+}
+
+impl Masters {
+    fn start_all(dir: &Path, size: usize) -> anyhow::Result<Self> {
+        let mut ports = Vec::new();
+        for _ in 0..size {
+            ports.push(
+                std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port(),
+            );
+        }
+        let mut masters = Masters {
+            dir: dir.to_owned(),
+            ports,
+            children: (0..size).map(|_| None).collect(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        };
+        for i in 0..size {
+            masters.start(i)?;
+        }
+        Ok(masters)
+    }
+
+    fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let peers: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect();
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "master",
+                "--log-level",
+                "warn",
+                "--node-id",
+                &(i + 1).to_string(),
+            ])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.ports[i]),
+                "--peers",
+                &peers.join(","),
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("m{}", i + 1)))
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    async fn status(&self, i: usize) -> Option<cairn_log::engine::MemberStatus> {
+        let url = format!("http://127.0.0.1:{}/v1/cluster/status", self.ports[i]);
+        self.http.get(url).send().await.ok()?.json().await.ok()
+    }
+
+    /// The index of the live member that leads, as the live members agree.
+    async fn leader(&self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            for i in (0..self.ports.len()).filter(|i| self.children[*i].is_some()) {
+                if let Some(s) = self.status(i).await {
+                    if s.role == "Leader" {
+                        return Ok(i);
+                    }
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no leader within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until every member has applied the same head.
+    async fn converged(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut heads = Vec::new();
+            for i in 0..self.ports.len() {
+                heads.push(self.status(i).await.map(|s| s.head));
+            }
+            if heads.iter().all(|h| h.is_some() && *h == heads[0]) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "members did not converge: {heads:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn append(&self, i: usize, body: &str) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/v1/log/append", self.ports[i]);
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "append answered {}",
+            response.status()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Masters {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn bench_replication(
+    dir: &Path,
+    seconds: u64,
+    clients: usize,
+    batch: usize,
+    kills: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "machine: {}; 3 masters on loopback, separate processes; fsync on each",
+        machine()
+    );
+    let mut masters = Masters::start_all(dir, 3)?;
+    let leader = masters.leader(Duration::from_secs(60)).await?;
+    let http = masters.http.clone();
+    let url = format!("http://127.0.0.1:{}/v1/log/append", masters.ports[leader]);
+
+    // Batched throughput: `clients` concurrent appends of `batch` entries each, to the leader.
+    let body = serde_json::to_string(&(0..batch as u64).map(status_update).collect::<Vec<_>>())?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let runs: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, url, body) = (http.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new(3).expect("histogram");
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let response = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        response.status().is_success(),
+                        "append answered {}",
+                        response.status()
+                    );
+                    latency.record(t.elapsed().as_micros() as u64)?;
+                }
+                anyhow::Ok(latency)
+            })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new(3)?;
+    for run in runs {
+        latency.add(run.await??)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!();
+    println!("| run | events/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| {clients} clients, appends of {batch} | {:.0} | {} | {} |",
+        (latency.len() * batch as u64) as f64 / elapsed,
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99))
+    );
+
+    // Commit latency at a steady 1,000 single-event appends per second.
+    let one = serde_json::to_string(&[status_update(7)])?;
+    let steady = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        ticker.tick().await;
+        let (http, url, one, steady) = (http.clone(), url.clone(), one.clone(), steady.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(one)
+                .send()
+                .await;
+            if ok.is_ok_and(|r| r.status().is_success()) {
+                let _ = steady
+                    .lock()
+                    .expect("histogram")
+                    .record(t.elapsed().as_micros() as u64);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let steady = steady.lock().expect("histogram").clone();
+    println!(
+        "| 1,000 single appends/s, steady ({} acknowledged) | {:.0} | {} | {} |",
+        steady.len(),
+        steady.len() as f64 / seconds as f64,
+        ms(steady.value_at_quantile(0.5)),
+        ms(steady.value_at_quantile(0.99))
+    );
+
+    // Failover: kill the leader, time until a write is acknowledged by the new one.
+    let mut failover = Histogram::<u64>::new(3)?;
+    for _ in 0..kills {
+        masters.converged(Duration::from_secs(60)).await?;
+        let leader = masters.leader(Duration::from_secs(60)).await?;
+        masters.kill(leader)?;
+        let killed = Instant::now();
+        'acked: loop {
+            for i in (0..3).filter(|i| *i != leader) {
+                if masters.append(i, &one).await.is_ok() {
+                    break 'acked;
+                }
+            }
+            anyhow::ensure!(
+                killed.elapsed() < Duration::from_secs(60),
+                "no write acknowledged after a kill"
+            );
+        }
+        failover.record(killed.elapsed().as_micros() as u64)?;
+        masters.start(leader)?;
+    }
+    println!();
+    println!("| failover (leader SIGKILLed → first write acknowledged), {kills} kills | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| | {} | {} | {} |",
+        ms(failover.value_at_quantile(0.5)),
+        ms(failover.value_at_quantile(0.99)),
+        ms(failover.max())
     );
     Ok(())
 }

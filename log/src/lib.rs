@@ -4,19 +4,21 @@
 //! **Role.** [`event`] defines the one vocabulary of past-tense facts (`AgentRegistered`,
 //! `TaskStatusUpdated`, `JobRunTriggered`, …) and [`Record`] the stored shape of each: offset,
 //! leader term, leader-assigned time and actor. [`codec`] frames records with a checksum and
-//! chains them by hash. With the default `engine` feature, [`engine`] stores frames in sled
-//! with group commit and serves reads and subscriptions.
+//! chains them by hash. With the default `engine` feature, [`engine`] replicates the log
+//! across masters with Raft (openraft), stores frames in sled with group commit, and serves
+//! reads and subscriptions.
 //!
 //! **Boundary.** The vocabulary and codec depend only on serde, chrono and the hash/checksum
-//! crates; sled, tokio and metrics come only with `engine`, so `projections` and `agent` use
+//! crates; sled, openraft, tokio, HTTP and metrics come only with `engine`, so `projections` and `agent` use
 //! this crate with `default-features = false` and never compile storage. Nothing here knows
 //! about projections, scheduling or APIs.
 //!
 //! **Invariants.**
 //! - Offsets are dense from 1; `at` never goes back; every record's `prev_hash` is the hash of
 //!   the record before it.
-//! - An append is acknowledged only after it is durable (fsync), and nothing is ever read
-//!   before it is durable.
+//! - An append is acknowledged only after it is durable (fsync) on a quorum of masters and
+//!   applied; nothing is read before it is applied, and every member applies the same
+//!   entries to byte-identical frames.
 //! - The encoding evolves append-only: a log written by any earlier format decodes; a record of
 //!   a newer format is refused, never misread.
 //! - The log is never rewritten, except that a torn tail found at open is cut (and kept aside).
