@@ -105,17 +105,22 @@ async fn acknowledged_appends_survive_sigkill() {
         .verify()
         .expect("offsets dense, chain intact, every record decodes");
     let mut task_at = BTreeMap::new();
+    let mut leaderships = 0;
     let mut from = Offset::FIRST;
     while from.get() <= log.head() {
         for r in log.read(from, 50_000).unwrap() {
-            let Event::TaskStatusUpdated(u) = &r.event else {
-                panic!("unexpected {:?}", r.event)
-            };
-            task_at.insert(r.offset.get(), u.task_id.to_string());
+            match &r.event {
+                Event::TaskStatusUpdated(u) => {
+                    task_at.insert(r.offset.get(), u.task_id.to_string());
+                }
+                // Each start of the writer records that it leads.
+                Event::LeaderElected(_) => leaderships += 1,
+                other => panic!("unexpected {other:?}"),
+            }
             from = r.offset.next();
         }
     }
-    assert_eq!(task_at.len() as u64, report.records);
+    assert_eq!(task_at.len() as u64 + leaderships, report.records);
 
     let mut owner = BTreeMap::new();
     for ack in &acked {
