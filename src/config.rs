@@ -16,7 +16,9 @@
 //! queue-depth = 1024           # queued appends before appenders wait
 //! subscriber-buffer = 1024     # groups a live subscriber may lag before it is dropped
 //! max-subscribers = 1024
-//! cache-mib = 256              # sled page cache
+//! cache-mib = 1024             # sled page cache
+//! snapshot-every = 10000       # raft entries between snapshots (then the raft log is purged)
+//! kept-after-snapshot = 1000   # raft entries kept after a snapshot
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ pub struct LogSection {
     pub subscriber_buffer: usize,
     pub max_subscribers: usize,
     pub cache_mib: u64,
+    pub snapshot_every: u64,
+    pub kept_after_snapshot: u64,
 }
 
 impl Default for LogSection {
@@ -54,6 +58,8 @@ impl Default for LogSection {
             subscriber_buffer: d.subscriber_buffer,
             max_subscribers: d.max_subscribers,
             cache_mib: d.cache_bytes >> 20,
+            snapshot_every: d.snapshot_every,
+            kept_after_snapshot: d.kept_after_snapshot,
         }
     }
 }
@@ -234,6 +240,8 @@ impl MasterConfig {
         c.subscriber_buffer = self.log.subscriber_buffer;
         c.max_subscribers = self.log.max_subscribers;
         c.cache_bytes = self.log.cache_mib << 20;
+        c.snapshot_every = self.log.snapshot_every;
+        c.kept_after_snapshot = self.log.kept_after_snapshot;
         c
     }
 }

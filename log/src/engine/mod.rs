@@ -73,6 +73,13 @@ pub struct LogConfig {
     /// well under a second.
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// Raft entries between snapshots. A snapshot is only the log's tip (the events stay), so
+    /// it is cheap; what it buys is purging the raft log, which otherwise duplicates every
+    /// event forever.
+    pub snapshot_every: u64,
+    /// Raft entries kept after a snapshot, so that a member a little behind catches up from the
+    /// raft log rather than by fetching events.
+    pub kept_after_snapshot: u64,
 }
 
 impl LogConfig {
@@ -91,6 +98,8 @@ impl LogConfig {
             cache_bytes: 1 << 30,
             heartbeat_ms: 50,
             election_timeout_ms: (300, 600),
+            snapshot_every: 10_000,
+            kept_after_snapshot: 1_000,
         }
     }
 }
@@ -108,6 +117,9 @@ pub struct MemberStatus {
     pub last_applied: u64,
     /// Offset of the last applied event.
     pub head: u64,
+    /// The raft index of the last snapshot, and the index up to which the raft log is purged.
+    pub snapshot_index: u64,
+    pub purged_index: u64,
     pub voters: Vec<NodeId>,
     pub members: BTreeMap<NodeId, String>,
     /// On the leader: how many raft entries each member is behind.
@@ -434,8 +446,8 @@ impl Log {
             // Entries can be a whole group commit (up to 1 MiB); keep a message bounded.
             max_payload_entries: 32,
             // The raft log is purged once a snapshot covers it; the events stay forever.
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(c.snapshot_every),
+            max_in_snapshot_log_to_keep: c.kept_after_snapshot,
             install_snapshot_timeout: 10_000,
             ..openraft::Config::default()
         }
@@ -550,10 +562,12 @@ impl Log {
         Ok(metrics.current_leader.expect("waited for it"))
     }
 
-    /// The cluster's members (id → address), as this member knows them.
+    /// The cluster's members (id → address) as of the last applied membership change: what
+    /// this member's data dir says the cluster is.
     pub fn members(&self) -> BTreeMap<NodeId, String> {
-        let m = self.raft.metrics().borrow().clone();
-        m.membership_config
+        let (marker, _) = self.shared.applied();
+        marker
+            .membership
             .membership()
             .nodes()
             .map(|(id, n)| (*id, n.addr.clone()))
@@ -611,6 +625,8 @@ impl Log {
             last_log_index,
             last_applied: m.last_applied.map_or(0, |id| id.index),
             head: self.head(),
+            snapshot_index: m.snapshot.map_or(0, |id| id.index),
+            purged_index: m.purged.map_or(0, |id| id.index),
             voters: m.membership_config.membership().voter_ids().collect(),
             members: m
                 .membership_config
