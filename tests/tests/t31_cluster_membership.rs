@@ -263,3 +263,27 @@ fn a_member_behind_a_snapshot_catches_up_and_members_come_and_go() {
         202
     );
 }
+
+#[test]
+fn a_raft_message_from_an_unknown_node_is_refused_and_changes_nothing() {
+    let mut m = Masters::new(1);
+    m.start(0, 1);
+    m.wait_until("a leader", |m| {
+        m.status(0).is_some_and(|s| s["role"] == "Leader")
+    });
+    let before = m.status(0).unwrap();
+    let vote =
+        r#"{"vote":{"leader_id":{"term":99,"node_id":9},"committed":false},"last_log_id":null}"#;
+    let (code, body) = http_post(m.ports[0], "/raft/vote", vote).unwrap();
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("node 9 is not a member of this cluster"),
+        "{body}"
+    );
+    let after = m.status(0).unwrap();
+    assert_eq!(
+        (&after["term"], &after["role"]),
+        (&before["term"], &before["role"])
+    );
+    m.stop(0);
+}

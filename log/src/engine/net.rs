@@ -183,25 +183,45 @@ async fn read_index_handler(State(s): State<Served>) -> Json<Result<Option<u64>,
     Json(s.log.read_index().await.map_err(|e| e.to_string()))
 }
 
+/// Refuses a raft message from a node that is not a member: a stray or removed master must
+/// not move this one's term or log. A member with no membership yet (about to be added)
+/// accepts anyone.
+fn check_member(s: &Served, from: NodeId) -> Result<(), (StatusCode, String)> {
+    let members = s.log.members();
+    if members.is_empty() || members.contains_key(&from) {
+        return Ok(());
+    }
+    let ids: Vec<NodeId> = members.keys().copied().collect();
+    Err((
+        StatusCode::FORBIDDEN,
+        format!("node {from} is not a member of this cluster (members: {ids:?})"),
+    ))
+}
+
+type Reply<T, E = RaftError<NodeId>> = Result<Json<Result<T, E>>, (StatusCode, String)>;
+
 async fn append(
     State(s): State<Served>,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
-) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
-    Json(s.raft.append_entries(req).await)
+) -> Reply<AppendEntriesResponse<NodeId>> {
+    check_member(&s, req.vote.leader_id().node_id)?;
+    Ok(Json(s.raft.append_entries(req).await))
 }
 
 async fn vote(
     State(s): State<Served>,
     Json(req): Json<VoteRequest<NodeId>>,
-) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
-    Json(s.raft.vote(req).await)
+) -> Reply<VoteResponse<NodeId>> {
+    check_member(&s, req.vote.leader_id().node_id)?;
+    Ok(Json(s.raft.vote(req).await))
 }
 
 async fn snapshot(
     State(s): State<Served>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(s.raft.install_snapshot(req).await)
+) -> Reply<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+    check_member(&s, req.vote.leader_id().node_id)?;
+    Ok(Json(s.raft.install_snapshot(req).await))
 }
 
 #[derive(Debug, Deserialize)]
