@@ -11,6 +11,12 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The partition test cuts masters apart with nftables.
+if ! command -v nft >/dev/null 2>&1; then
+  step "installing nftables"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables
+fi
+
 step "format"
 cargo fmt --all -- --check
 

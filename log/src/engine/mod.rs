@@ -372,6 +372,17 @@ fn encode_marker(marker: &AppliedMarker) -> Result<Vec<u8>> {
     serde_json::to_vec(marker).map_err(Error::Encode)
 }
 
+/// The HTTP client for talking to other members. Its connections leave from this member's own
+/// address, so that a member is told apart by its address on the wire too (firewall rules,
+/// partition tests, traffic captures).
+fn peer_client(address: &str) -> Result<reqwest::Client> {
+    let local = address.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+    reqwest::Client::builder()
+        .local_address(local)
+        .build()
+        .map_err(|e| Error::Raft(format!("cannot build the peer HTTP client: {e}")))
+}
+
 /// Opens the storage of a log: its raft log and its state machine (the event log), sharing one
 /// sled database. `Log::open` runs a Raft member on them; openraft's storage suite tests them.
 pub fn storage(
@@ -400,7 +411,7 @@ pub fn storage(
         live: Mutex::new(Some(live)),
         subscribers: AtomicUsize::new(0),
         metrics,
-        http: reqwest::Client::new(),
+        http: peer_client(&config.address)?,
         config,
     });
     Ok((log_store, raft::StateMachine { shared }))
