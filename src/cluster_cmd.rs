@@ -84,18 +84,19 @@ async fn run(command: ClusterCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
-                "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>6}",
-                "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "HEAD", "LAG"
+                "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>6}",
+                "ID", "ADDRESS", "ROLE", "TERM", "LAST LOG", "COMMITTED", "APPLIED", "HEAD", "LAG"
             );
             for (id, addr, s) in rows {
                 match s {
                     Ok(s) => println!(
-                        "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>6}",
+                        "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>6}",
                         id,
                         addr,
                         s.role,
                         s.term,
                         s.last_log_index,
+                        s.commit_index,
                         s.last_applied,
                         s.head,
                         leader_lag

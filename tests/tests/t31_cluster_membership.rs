@@ -214,6 +214,15 @@ fn a_member_behind_a_snapshot_catches_up_and_members_come_and_go() {
             .is_some_and(|s| s["voters"].as_array().unwrap().len() == 3)
     });
     m.append(0, 1001);
+    let leader = m.status(0).unwrap();
+    let (committed, applied) = (
+        leader["commit_index"].as_u64().unwrap(),
+        leader["last_applied"].as_u64().unwrap(),
+    );
+    assert!(
+        committed >= applied && applied > 0,
+        "commit index {committed}, applied {applied}"
+    );
     let status = m.cairn(&["cluster", "status", "--masters", &masters]);
     let table = String::from_utf8(status.stdout).unwrap();
     assert_eq!(

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub subscribers: Gauge,
     pub lagged_subscribers: Counter,
     pub head_offset: Gauge,
+    pub commit_index: Gauge,
 }
 
 impl Metrics {
@@ -32,6 +33,7 @@ impl Metrics {
             subscribers: Gauge::default(),
             lagged_subscribers: Counter::default(),
             head_offset: Gauge::default(),
+            commit_index: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("cairn_log");
         r.register(
@@ -74,6 +76,11 @@ impl Metrics {
             "head_offset",
             "Offset of the last applied record",
             m.head_offset.clone(),
+        );
+        r.register(
+            "commit_index",
+            "Raft index of the last committed entry",
+            m.commit_index.clone(),
         );
         m
     }

@@ -114,6 +114,8 @@ pub struct MemberStatus {
     pub term: u64,
     pub leader: Option<NodeId>,
     pub last_log_index: u64,
+    /// The last raft index known committed (durable on a quorum).
+    pub commit_index: u64,
     pub last_applied: u64,
     /// Offset of the last applied event.
     pub head: u64,
@@ -634,6 +636,7 @@ impl Log {
             term: m.current_term,
             leader: m.current_leader,
             last_log_index,
+            commit_index: self.shared.metrics.commit_index.get() as u64,
             last_applied: m.last_applied.map_or(0, |id| id.index),
             head: self.head(),
             snapshot_index: m.snapshot.map_or(0, |id| id.index),

@@ -116,6 +116,7 @@ fn key_index(key: &[u8]) -> u64 {
 
 const META_VOTE: &[u8] = b"raft_vote";
 const META_PURGED: &[u8] = b"raft_last_purged";
+const META_COMMITTED: &[u8] = b"raft_committed";
 
 /// The raft log on sled.
 #[derive(Debug, Clone)]
@@ -254,6 +255,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
         self.get_json(META_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        // Not flushed on its own: a commit index that lags after a crash is only re-learned.
+        self.put_json(META_COMMITTED, &committed)?;
+        self.metrics
+            .commit_index
+            .set(committed.map_or(0, |id| id.index) as i64);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self
+            .get_json::<Option<LogId<NodeId>>>(META_COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
