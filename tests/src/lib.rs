@@ -13,6 +13,8 @@ use std::process::{Child, ChildStdout};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use cairn_log::event::{
     Actor, AgentId, Entry, Event, Principal, StatusSource, TaskId, TaskState, TaskStatusUpdated,
 };
@@ -134,23 +136,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A plain HTTP/1.0 GET on loopback: `(status, body)`.
+/// A plain HTTP/1.0 GET on 127.0.0.1: `(status, body)`.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    http(port, "GET", path, "")
+    http_to(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        path,
+        "",
+        Duration::from_secs(10),
+    )
 }
 
-/// A plain HTTP/1.0 POST of a JSON body on loopback: `(status, body)`.
-pub fn http_post(port: u16, path: &str, json: &str) -> std::io::Result<(u16, String)> {
-    http(port, "POST", path, json)
-}
-
-fn http(port: u16, method: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+/// A plain HTTP/1.0 request with a JSON body to `addr` (`host:port`, on loopback), giving up
+/// after `timeout`: `(status, body)`.
+pub fn http_to(
+    addr: &str,
+    method: &str,
+    path: &str,
+    json: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let socket: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
         json.len()
     )?;
     let mut response = String::new();
