@@ -75,6 +75,13 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
             config.data_dir.display()
         );
     }
+    if let Err(e) = same_cluster_as_peers(&log, &members, config.node_id).await {
+        log.close().await;
+        return Err(e.context(format!(
+            "data-dir: {} belongs to another cluster",
+            config.data_dir.display()
+        )));
+    }
     if stored.is_empty() && members.keys().next() == Some(&config.node_id) {
         log.initialize(members).await?;
     }
@@ -123,6 +130,38 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
         head = log.head(),
         "stopped; every acknowledged append is durable"
     );
+    Ok(())
+}
+
+/// Refuses a data dir whose log began differently from the log of any reachable peer: it
+/// belongs to another cluster, even if its membership looks the same.
+async fn same_cluster_as_peers(
+    log: &Log,
+    members: &std::collections::BTreeMap<u64, String>,
+    node_id: u64,
+) -> anyhow::Result<()> {
+    let Some(ours) = log.status().genesis else {
+        return Ok(());
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    for (id, addr) in members.iter().filter(|(id, _)| **id != node_id) {
+        let url = format!("http://{addr}/v1/cluster/status");
+        let Ok(response) = http.get(url).send().await else {
+            continue;
+        };
+        let Ok(status) = response.json::<cairn_log::engine::MemberStatus>().await else {
+            continue;
+        };
+        if let Some(theirs) = status.genesis.filter(|g| *g != ours) {
+            bail!(
+                "its log begins with record {}…, member {id}'s with {}…",
+                &ours[..16],
+                &theirs[..16]
+            );
+        }
+    }
     Ok(())
 }
 

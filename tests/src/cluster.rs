@@ -43,6 +43,18 @@ impl Masters {
         }
     }
 
+    /// Masters on the same addresses as `other`, with data dirs of their own: another cluster
+    /// that looks the same from outside.
+    pub fn sharing_addresses(other: &Masters) -> Self {
+        Masters {
+            dir: tempfile::tempdir().expect("temp dir"),
+            hosts: other.hosts.clone(),
+            ports: other.ports.clone(),
+            procs: other.hosts.iter().map(|_| None).collect(),
+            config: None,
+        }
+    }
+
     /// Every master reads this TOML configuration.
     pub fn with_config(mut self, toml: &str) -> Self {
         let path = self.dir.path().join("cairn.toml");

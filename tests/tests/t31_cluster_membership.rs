@@ -174,3 +174,59 @@ fn a_raft_message_from_an_unknown_node_is_refused_and_changes_nothing() {
     );
     m.stop(0);
 }
+
+#[test]
+fn a_data_dir_from_another_cluster_is_refused_even_with_the_same_membership() {
+    let mut x = Masters::on_loopback(3);
+    let run = |m: &mut Masters, who: &str| {
+        for i in 0..3 {
+            m.start(i, 3);
+        }
+        wait_until(who, MINUTE, || m.leader_among(&[0, 1, 2]).is_some());
+        m.append(0, &job_entry(who), SECONDS).expect("append");
+        for i in 0..3 {
+            m.stop(i);
+        }
+    };
+    run(&mut x, "cluster x");
+    // Another cluster on the very same ids and addresses: its membership is indistinguishable.
+    let mut y = Masters::sharing_addresses(&x);
+    run(&mut y, "cluster y");
+
+    x.start(0, 3);
+    x.start(1, 3);
+    wait_until("x to lead again", MINUTE, || {
+        x.leader_among(&[0, 1]).is_some()
+    });
+    let mut stranger = Proc(y.command(2, 3).stderr(Stdio::piped()).spawn().unwrap());
+    let status = stranger
+        .wait_for_exit(Duration::from_secs(30))
+        .expect("refuses at once");
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stranger.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("belongs to another cluster"), "{err}");
+
+    // And a raft message carrying another log's genesis is refused by x's members.
+    let vote =
+        r#"{"vote":{"leader_id":{"term":99,"node_id":3},"committed":false},"last_log_id":null}"#;
+    let addr = x.addr(0);
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, SECONDS).unwrap();
+    let request = format!(
+        "POST /raft/vote HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nx-cairn-genesis: {}\r\nContent-Length: {}\r\n\r\n{vote}",
+        "ab".repeat(32),
+        vote.len()
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 403"), "{response}");
+    assert!(
+        response.contains("belongs to another cluster"),
+        "{response}"
+    );
+    x.stop(0);
+    x.stop(1);
+    assert!(!x.dump(0).contains("cluster y"), "nothing of y reached x");
+}

@@ -119,6 +119,8 @@ pub struct MemberStatus {
     pub last_applied: u64,
     /// Offset of the last applied event.
     pub head: u64,
+    /// The hash of record 1 (hex): the identity of the cluster this log belongs to.
+    pub genesis: Option<String>,
     /// The raft index of the last snapshot, and the index up to which the raft log is purged.
     pub snapshot_index: u64,
     pub purged_index: u64,
@@ -174,9 +176,26 @@ pub(crate) struct Shared {
     subscribers: AtomicUsize,
     metrics: Metrics,
     http: reqwest::Client,
+    /// The hash of record 1, once there is one: it names the cluster this log belongs to.
+    genesis: std::sync::OnceLock<String>,
 }
 
 impl Shared {
+    /// The hash of record 1 as hex, if this member holds it: two members whose logs begin
+    /// with different records belong to different clusters.
+    fn genesis(&self) -> Option<String> {
+        if let Some(g) = self.genesis.get() {
+            return Some(g.clone());
+        }
+        if self.head() == 0 {
+            return None;
+        }
+        let frames = self.store.raw_frames(1, 1, 1).ok()?;
+        let frame = Frames::new(&frames, 1).next()?.ok()?;
+        let hex: String = frame.hash().iter().map(|b| format!("{b:02x}")).collect();
+        Some(self.genesis.get_or_init(|| hex).clone())
+    }
+
     fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
     }
@@ -414,6 +433,7 @@ pub fn storage(
         subscribers: AtomicUsize::new(0),
         metrics,
         http: peer_client(&config.address)?,
+        genesis: std::sync::OnceLock::new(),
         config,
     });
     Ok((log_store, raft::StateMachine { shared }))
@@ -470,7 +490,7 @@ impl Log {
             reason: format!("raft config: {e}"),
         })?;
         let network = net::Network {
-            client: shared.http.clone(),
+            shared: shared.clone(),
         };
         let raft = Raft::new(
             c.node_id,
@@ -639,6 +659,7 @@ impl Log {
             commit_index: self.shared.metrics.commit_index.get() as u64,
             last_applied: m.last_applied.map_or(0, |id| id.index),
             head: self.head(),
+            genesis: self.shared.genesis(),
             snapshot_index: m.snapshot.map_or(0, |id| id.index),
             purged_index: m.purged.map_or(0, |id| id.index),
             voters: m.membership_config.membership().voter_ids().collect(),

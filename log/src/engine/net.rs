@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use openraft::error::{
@@ -36,10 +36,14 @@ const MAX_RAFT_BODY: usize = 64 << 20;
 /// Frames returned per catch-up read.
 pub(crate) const CATCH_UP_BYTES: usize = 4 << 20;
 
+/// The header carrying the sender's genesis hash (the hash of its record 1): a master refuses
+/// raft messages from a log that began differently — another cluster's data dir.
+pub(crate) const GENESIS_HEADER: &str = "x-cairn-genesis";
+
 /// Makes a client per peer; they share one HTTP connection pool.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
-    pub(crate) client: reqwest::Client,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -49,16 +53,15 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             target,
             addr: node.addr.clone(),
-            client: self.client.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
-#[derive(Debug)]
 pub struct Peer {
     target: NodeId,
     addr: String,
-    client: reqwest::Client,
+    shared: Arc<Shared>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -77,20 +80,22 @@ impl Peer {
         E: DeserializeOwned + std::error::Error,
     {
         let url = format!("http://{}{path}", self.addr);
-        let response = self
-            .client
+        let mut request = self
+            .shared
+            .http
             .post(url)
             .json(req)
-            .timeout(option.hard_ttl())
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .timeout(option.hard_ttl());
+        if let Some(genesis) = self.shared.genesis() {
+            request = request.header(GENESIS_HEADER, genesis);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
@@ -186,7 +191,20 @@ async fn read_index_handler(State(s): State<Served>) -> Json<Result<Option<u64>,
 /// Refuses a raft message from a node that is not a member: a stray or removed master must
 /// not move this one's term or log. A member with no membership yet (about to be added)
 /// accepts anyone.
-fn check_member(s: &Served, from: NodeId) -> Result<(), (StatusCode, String)> {
+fn check_member(s: &Served, headers: &HeaderMap, from: NodeId) -> Result<(), (StatusCode, String)> {
+    let theirs = headers.get(GENESIS_HEADER).and_then(|v| v.to_str().ok());
+    if let (Some(theirs), Some(ours)) = (theirs, s.shared.genesis()) {
+        if theirs != ours {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "node {from} belongs to another cluster: its log begins with record {}…, this one's with {}…",
+                    &theirs[..theirs.len().min(16)],
+                    &ours[..16]
+                ),
+            ));
+        }
+    }
     let members = s.log.members();
     if members.is_empty() || members.contains_key(&from) {
         return Ok(());
@@ -202,25 +220,28 @@ type Reply<T, E = RaftError<NodeId>> = Result<Json<Result<T, E>>, (StatusCode, S
 
 async fn append(
     State(s): State<Served>,
+    headers: HeaderMap,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Reply<AppendEntriesResponse<NodeId>> {
-    check_member(&s, req.vote.leader_id().node_id)?;
+    check_member(&s, &headers, req.vote.leader_id().node_id)?;
     Ok(Json(s.raft.append_entries(req).await))
 }
 
 async fn vote(
     State(s): State<Served>,
+    headers: HeaderMap,
     Json(req): Json<VoteRequest<NodeId>>,
 ) -> Reply<VoteResponse<NodeId>> {
-    check_member(&s, req.vote.leader_id().node_id)?;
+    check_member(&s, &headers, req.vote.leader_id().node_id)?;
     Ok(Json(s.raft.vote(req).await))
 }
 
 async fn snapshot(
     State(s): State<Served>,
+    headers: HeaderMap,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Reply<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-    check_member(&s, req.vote.leader_id().node_id)?;
+    check_member(&s, &headers, req.vote.leader_id().node_id)?;
     Ok(Json(s.raft.install_snapshot(req).await))
 }
 
