@@ -31,7 +31,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use store::{Chunks, OpenMode, Store, TailCut, Tip, VerifyReport, CHUNK_BYTES, SEGMENT_BYTES};
+use store::Chunks;
+pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, SEGMENT_BYTES};
 pub use subscribe::Subscription;
 
 use crate::codec::{self, ChainCheck, Frames, Header, FORMAT};
@@ -57,7 +58,8 @@ pub struct LogConfig {
     /// Most payload bytes in one group commit (one raft entry). Larger groups stop amortizing
     /// the flush and only add latency; it also bounds a raft message.
     pub max_group_bytes: usize,
-    /// Group commits in flight at once: enough to keep the disk busy while others replicate.
+    /// Group commits in flight at once. One measured best on a single node (8 in flight made
+    /// groups smaller: 7k instead of 31k single appends/s); groups grow with load instead.
     pub max_inflight_groups: usize,
     /// Queued append requests before appenders wait (backpressure).
     pub queue_depth: usize,

@@ -68,11 +68,6 @@ impl Subscription {
         })
     }
 
-    /// The offset of the next record this subscription will yield.
-    pub fn position(&self) -> u64 {
-        self.next
-    }
-
     /// The next record; `None` once the log is closed and everything durable was yielded.
     /// `Some(Err(Lagged))` ends the subscription: subscribe again from `resume_from`.
     /// Cancel-safe: dropping the future loses nothing.
