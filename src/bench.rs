@@ -509,20 +509,24 @@ impl Masters {
 
     async fn append(&self, i: usize, body: &str) -> anyhow::Result<()> {
         let url = format!("http://127.0.0.1:{}/v1/log/append", self.ports[i]);
-        let response = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "append answered {}",
-            response.status()
-        );
-        Ok(())
+        post_append(&self.http, &url, body.to_owned()).await
     }
+}
+
+/// Posts one append (a JSON array of entries) and fails unless it is acknowledged.
+async fn post_append(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "append answered {}",
+        response.status()
+    );
+    Ok(())
 }
 
 impl Drop for Masters {
@@ -561,17 +565,7 @@ async fn bench_replication(
                 let mut latency = Histogram::<u64>::new(3).expect("histogram");
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let response = http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await?;
-                    anyhow::ensure!(
-                        response.status().is_success(),
-                        "append answered {}",
-                        response.status()
-                    );
+                    post_append(&http, &url, body.clone()).await?;
                     latency.record(t.elapsed().as_micros() as u64)?;
                 }
                 anyhow::Ok(latency)
