@@ -757,7 +757,9 @@ impl Log {
 
     /// `None` if this member leads; otherwise `Some(leader's address, if one is known)`.
     fn leader_elsewhere(&self) -> Option<Option<String>> {
-        let m = self.raft.metrics().borrow().clone();
+        // Called on every append: read the metrics in place rather than cloning them.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         match m.current_leader {
             Some(id) if id == self.shared.config.node_id => None,
             Some(id) => Some(
