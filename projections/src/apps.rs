@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Apps {
     pub apps: BTreeMap<AppId, App>,
-    /// Every deployment, in any status.
+    /// Running deployments, and the latest ended ones (see [`crate::Retention`]).
     pub deployments: BTreeMap<DeploymentId, Deployment>,
+    /// Ended deployments still kept, by the offset that ended them: the oldest go first.
+    pub ended: BTreeMap<u64, DeploymentId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

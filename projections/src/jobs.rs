@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Jobs {
     pub jobs: BTreeMap<JobName, Job>,
+    /// Active runs, and the latest finished ones (see [`crate::Retention`]).
     pub runs: BTreeMap<RunId, Run>,
-    /// Which run was triggered for each `(job, scheduled_for)`: a run is triggered at most once.
+    /// Finished runs still kept, by the offset that finished them: the oldest go first.
+    pub ended: BTreeMap<u64, RunId>,
+    /// Which run was triggered for each `(job, scheduled_for)` among the runs kept: a run is
+    /// triggered at most once.
     pub triggered: BTreeMap<JobName, BTreeMap<Timestamp, RunId>>,
 }
 
@@ -26,7 +30,7 @@ pub struct Job {
     pub last_run: Option<RunId>,
     /// Runs triggered and not finished.
     pub active_runs: BTreeSet<RunId>,
-    /// Runs that were due but could not start within epsilon.
+    /// The latest runs that were due but could not start within epsilon, oldest first.
     pub missed: Vec<MissedRun>,
 }
 

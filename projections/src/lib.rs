@@ -26,7 +26,7 @@ pub mod tasks;
 
 use cairn_log::Record;
 
-pub use state::{Anomalies, Anomaly, State};
+pub use state::{Anomalies, Anomaly, Retention, State};
 
 /// A read model built by folding records in offset order.
 pub trait Fold {

@@ -4,7 +4,7 @@
 //! several models at once (a task ending frees its agent's resources and leaves its app's
 //! instances) and each must see the others' state *before* the record.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_log::event::{Event, Principal, Resources, TaskOwner, Timestamp};
 use cairn_log::Record;
@@ -31,6 +31,36 @@ pub struct State {
     pub jobs: Jobs,
     pub audit: Audit,
     pub anomalies: Anomalies,
+    /// How much ended history the models keep; part of the state, so that a checkpoint folds
+    /// on exactly as the state it was taken from.
+    pub retention: Retention,
+}
+
+/// How many ended things the read models keep, like Mesos' `max_completed_tasks_per_framework`.
+/// Memory and checkpoints stay bounded by what is live, not by the length of the log; the log
+/// keeps everything, and the state as of an earlier offset still shows what has since been
+/// dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Terminal tasks, with their status history.
+    pub ended_tasks: usize,
+    /// Finished job runs.
+    pub ended_runs: usize,
+    /// Finished, failed or canceled deployments.
+    pub ended_deployments: usize,
+    /// Missed runs, per job.
+    pub missed_per_job: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            ended_tasks: 10_000,
+            ended_runs: 10_000,
+            ended_deployments: 1_000,
+            missed_per_job: 100,
+        }
+    }
 }
 
 /// Records that did not fit the state they were folded into (a status for an unknown task, a
@@ -65,6 +95,14 @@ impl crate::Fold for State {
 }
 
 impl State {
+    /// An empty state that keeps `retention` of ended history.
+    pub fn with_retention(retention: Retention) -> Self {
+        Self {
+            retention,
+            ..Self::default()
+        }
+    }
+
     fn anomaly(&mut self, offset: u64, what: String) {
         self.anomalies.count += 1;
         self.anomalies.latest = Some(Anomaly { offset, what });
@@ -380,6 +418,10 @@ impl State {
                             app.instances.remove(&e.task_id);
                         }
                     }
+                    let kept = self.retention.ended_tasks;
+                    if let Some(dropped) = retire(&mut self.tasks.ended, offset, &e.task_id, kept) {
+                        self.tasks.tasks.remove(&dropped);
+                    }
                 }
             }
             Event::TaskKillRequested(e) => match self.tasks.tasks.get_mut(&e.task_id) {
@@ -591,6 +633,10 @@ impl State {
                 run.outcome = Some(e.outcome);
                 run.finished_at = Some(at);
                 run.message = e.message.clone();
+                let kept = self.retention.ended_runs;
+                if let Some(dropped) = retire(&mut self.jobs.ended, offset, &e.run_id, kept) {
+                    self.drop_run(&dropped);
+                }
                 if let Some(job) = self.jobs.jobs.get_mut(&e.job) {
                     job.active_runs.remove(&e.run_id);
                     if e.outcome == cairn_log::event::RunOutcome::Succeeded {
@@ -603,11 +649,15 @@ impl State {
                 }
             }
             Event::JobRunMissed(e) => match self.jobs.jobs.get_mut(&e.job) {
-                Some(job) => job.missed.push(MissedRun {
-                    scheduled_for: e.scheduled_for,
-                    at,
-                    reason: e.reason.clone(),
-                }),
+                Some(job) => {
+                    job.missed.push(MissedRun {
+                        scheduled_for: e.scheduled_for,
+                        at,
+                        reason: e.reason.clone(),
+                    });
+                    let excess = job.missed.len().saturating_sub(self.retention.missed_per_job);
+                    job.missed.drain(..excess);
+                }
                 None => self.anomaly(offset, format!("missed run of unknown job {}", e.job)),
             },
         }
@@ -675,12 +725,42 @@ impl State {
             Some(d) if d.status == DeploymentStatus::Running => {
                 d.status = status;
                 d.ended_at = Some(at);
+                let kept = self.retention.ended_deployments;
+                if let Some(dropped) = retire(&mut self.apps.ended, offset, deployment_id, kept) {
+                    self.apps.deployments.remove(&dropped);
+                }
             }
             _ => self.anomaly(
                 offset,
                 format!("end of deployment {deployment_id} that is not running"),
             ),
         }
+    }
+
+    /// Forgets a finished run that fell out of retention, with its trigger.
+    fn drop_run(&mut self, run_id: &cairn_log::event::RunId) {
+        let Some(run) = self.jobs.runs.remove(run_id) else {
+            return;
+        };
+        if let Some(triggered) = self.jobs.triggered.get_mut(&run.job) {
+            if triggered.get(&run.scheduled_for) == Some(run_id) {
+                triggered.remove(&run.scheduled_for);
+            }
+            if triggered.is_empty() {
+                self.jobs.triggered.remove(&run.job);
+            }
+        }
+    }
+}
+
+/// Records `id` as ended at `offset` in a retention window of `kept`; returns the oldest id if
+/// it fell out.
+fn retire<K: Clone>(ended: &mut BTreeMap<u64, K>, offset: u64, id: &K, kept: usize) -> Option<K> {
+    ended.insert(offset, id.clone());
+    if ended.len() > kept {
+        ended.pop_first().map(|(_, dropped)| dropped)
+    } else {
+        None
     }
 }
 

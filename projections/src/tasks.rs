@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tasks {
+    /// Tasks that are not terminal, and the latest terminal ones (see [`crate::Retention`]).
     pub tasks: BTreeMap<TaskId, Task>,
+    /// Terminal tasks still kept, by the offset that ended them: the oldest go first.
+    pub ended: BTreeMap<u64, TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,11 +4,14 @@
 use cairn_log::event::{Resources, TaskOwner};
 use cairn_log::Record;
 use cairn_projections::synth::history;
-use cairn_projections::{Fold, State};
+use cairn_projections::{Fold, Retention, State};
 use proptest::prelude::*;
 
 fn fold(records: &[Record]) -> State {
-    let mut state = State::default();
+    fold_into(State::default(), records)
+}
+
+fn fold_into(mut state: State, records: &[Record]) -> State {
     for r in records {
         state.apply(r);
     }
@@ -68,5 +71,44 @@ proptest! {
             }).count();
             prop_assert_eq!(app.instances.len(), instances);
         }
+    }
+
+    #[test]
+    fn retention_drops_only_ended_history_and_stays_deterministic(
+        ops in ops(),
+        kept in (0usize..4, 0usize..4, 0usize..4, 0usize..3),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let retention = Retention {
+            ended_tasks: kept.0,
+            ended_runs: kept.1,
+            ended_deployments: kept.2,
+            missed_per_job: kept.3,
+        };
+        let records = history(&ops);
+        let everything = fold(&records);
+        let bounded = fold_into(State::with_retention(retention), &records);
+        prop_assert_eq!(bounded.anomalies.count, 0, "{:?}", bounded.anomalies.latest);
+
+        let ended = bounded.tasks.tasks.values().filter(|t| t.is_terminal()).count();
+        prop_assert!(ended <= kept.0);
+        prop_assert_eq!(ended, bounded.tasks.ended.len());
+        let finished = bounded.jobs.runs.values().filter(|r| r.outcome.is_some()).count();
+        prop_assert!(finished <= kept.1);
+        prop_assert!(bounded.apps.ended.len() <= kept.2);
+        prop_assert!(bounded.jobs.jobs.values().all(|j| j.missed.len() <= kept.3));
+        // What is live is never dropped: it matches the fold that keeps everything.
+        let live = |s: &State| -> Vec<u8> {
+            let tasks: Vec<_> = s.tasks.tasks.iter().filter(|(_, t)| !t.is_terminal()).collect();
+            let runs: Vec<_> = s.jobs.runs.iter().filter(|(_, r)| r.outcome.is_none()).collect();
+            serde_json::to_vec(&(tasks, runs, &s.cluster, &s.apps.apps)).unwrap()
+        };
+        prop_assert_eq!(live(&bounded), live(&everything));
+
+        let at = if records.is_empty() { 0 } else { cut.index(records.len() + 1) };
+        let checkpoint = bytes(&fold_into(State::with_retention(retention), &records[..at]));
+        let mut resumed: State = serde_json::from_slice(&checkpoint).unwrap();
+        resumed.advance(&records, u64::MAX);
+        prop_assert_eq!(bytes(&resumed), bytes(&bounded));
     }
 }
