@@ -7,9 +7,10 @@
 //! | `GET /v1/cluster/status` | this master's view: role, term, indexes, members, lag |
 //! | `POST /v1/cluster/members` | body `{node_id, address}`: add a master (leader only) |
 //! | `DELETE /v1/cluster/members/{id}` | remove a master (leader only) |
+//! | `GET /v1/state?as_of=N\|RFC3339` | the whole projected state, as folded (canonical JSON: byte-identical on every master at the same offset); the live one without `as_of` |
 //!
-//! Errors are `{"error": "…"}` with 422 (the request is wrong), 413 (too large), 503 (no
-//! leader reachable; retry) or 500.
+//! Errors are `{"error": "…"}` with 422 (the request is wrong), 413 (too large), 404 (past
+//! the log's head), 503 (no leader reachable; retry) or 500.
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -17,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cairn_log::engine::Log;
-use cairn_log::event::Entry;
+use cairn_log::event::{Entry, Timestamp};
 use cairn_log::{Error, Offset};
+use cairn_projections::live::Projector;
 use serde::Deserialize;
 
 /// Largest request body: the log's own limit on an append (8 MiB encoded), plus room for
@@ -26,6 +28,60 @@ use serde::Deserialize;
 const MAX_BODY: usize = 16 << 20;
 /// Most records per `GET /v1/log/events`.
 const MAX_READ: usize = 10_000;
+
+/// `GET /v1/state`.
+pub fn state_routes(projector: Projector) -> Router {
+    Router::new()
+        .route("/v1/state", get(state))
+        .with_state(projector)
+}
+
+#[derive(Debug, Deserialize)]
+struct StateQuery {
+    as_of: Option<String>,
+}
+
+async fn state(State(projector): State<Projector>, Query(q): Query<StateQuery>) -> Response {
+    let unprocessable = |message: String| {
+        let body = Json(serde_json::json!({ "error": message }));
+        (StatusCode::UNPROCESSABLE_ENTITY, body).into_response()
+    };
+    let view = match q.as_of.as_deref() {
+        None => projector.current().await,
+        Some(as_of) => {
+            let offset = match as_of.parse::<u64>() {
+                Ok(offset) => Ok(offset),
+                Err(_) => match Timestamp::parse_rfc3339(as_of) {
+                    Ok(time) => projector.offset_at(time),
+                    Err(_) => {
+                        return unprocessable(format!(
+                            "as_of: {as_of:?} is neither an offset nor an RFC 3339 time"
+                        ))
+                    }
+                },
+            };
+            match offset {
+                Ok(offset) => match projector.as_of(offset).await {
+                    Ok(view) => view,
+                    Err(e) => return projection_error(e),
+                },
+                Err(e) => return projection_error(e),
+            }
+        }
+    };
+    match serde_json::to_vec(&*view) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn projection_error(e: cairn_projections::live::Error) -> Response {
+    let status = match e {
+        cairn_projections::live::Error::Beyond { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+}
 
 pub fn routes(log: Log) -> Router {
     Router::new()

@@ -44,7 +44,7 @@ pub struct Masters {
         value_delimiter = ',',
         default_value = "127.0.0.1:5050"
     )]
-    masters: Vec<String>,
+    pub masters: Vec<String>,
 }
 
 pub fn main(command: ClusterCommand) -> anyhow::Result<ExitCode> {

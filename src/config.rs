@@ -19,12 +19,19 @@
 //! cache-mib = 1024             # sled page cache
 //! snapshot-every = 10000       # raft entries between snapshots (then the raft log is purged)
 //! kept-after-snapshot = 1000   # raft entries kept after a snapshot
+//!
+//! [projections]
+//! checkpoint-every = 10000     # records between checkpoints, at the least
+//! checkpoints-kept = 128       # then the spacing doubles, so they cover the whole log
+//! ended-tasks-kept = 10000     # terminal tasks kept in the read models (all stay in the log)
+//! ended-runs-kept = 10000      # finished job runs kept
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use cairn_projections::live::ProjectorConfig;
 use serde::Deserialize;
 
 /// How logs are written to stderr.
@@ -66,6 +73,27 @@ impl Default for LogSection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectionsSection {
+    pub checkpoint_every: u64,
+    pub checkpoints_kept: usize,
+    pub ended_tasks_kept: usize,
+    pub ended_runs_kept: usize,
+}
+
+impl Default for ProjectionsSection {
+    fn default() -> Self {
+        let d = ProjectorConfig::new("");
+        Self {
+            checkpoint_every: d.checkpoint_every,
+            checkpoints_kept: d.checkpoints_kept,
+            ended_tasks_kept: d.retention.ended_tasks,
+            ended_runs_kept: d.retention.ended_runs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MasterConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -75,6 +103,7 @@ pub struct MasterConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub log: LogSection,
+    pub projections: ProjectionsSection,
 }
 
 impl Default for MasterConfig {
@@ -87,6 +116,7 @@ impl Default for MasterConfig {
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
             log: LogSection::default(),
+            projections: ProjectionsSection::default(),
         }
     }
 }
@@ -192,11 +222,17 @@ impl MasterConfig {
             ),
         }
         let log = &self.log;
+        let projections = &self.projections;
         for (name, value) in [
             ("log.max-append-entries", log.max_append_entries),
             ("log.queue-depth", log.queue_depth),
             ("log.subscriber-buffer", log.subscriber_buffer),
             ("log.max-subscribers", log.max_subscribers),
+            (
+                "projections.checkpoint-every",
+                projections.checkpoint_every as usize,
+            ),
+            ("projections.checkpoints-kept", projections.checkpoints_kept),
         ] {
             if value == 0 {
                 bail!("{name}: must be at least 1");
@@ -242,6 +278,18 @@ impl MasterConfig {
         c.cache_bytes = self.log.cache_mib << 20;
         c.snapshot_every = self.log.snapshot_every;
         c.kept_after_snapshot = self.log.kept_after_snapshot;
+        c
+    }
+}
+
+impl MasterConfig {
+    /// The projections' configuration under this data dir.
+    pub fn projector_config(&self) -> ProjectorConfig {
+        let mut c = ProjectorConfig::new(self.data_dir.join("checkpoints"));
+        c.checkpoint_every = self.projections.checkpoint_every;
+        c.checkpoints_kept = self.projections.checkpoints_kept;
+        c.retention.ended_tasks = self.projections.ended_tasks_kept;
+        c.retention.ended_runs = self.projections.ended_runs_kept;
         c
     }
 }

@@ -7,6 +7,7 @@ mod cluster_cmd;
 mod config;
 mod log_cmd;
 mod master;
+mod query_cmd;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -35,6 +36,12 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
+    /// Ask a running cluster a GraphQL query and print the answer.
+    Query(query_cmd::QueryArgs),
+    /// Print the event log of a running cluster, or follow it.
+    Events(query_cmd::EventsArgs),
+    /// Print the whole projected state of a running cluster, now or as of a moment.
+    State(query_cmd::StateArgs),
     /// Inspect a log on disk (the master using it must be stopped).
     Log {
         #[command(subcommand)]
@@ -53,6 +60,9 @@ fn main() -> ExitCode {
         Command::Dev(flags) => master::dev(flags),
         Command::Master(flags) => master::master(flags),
         Command::Cluster { command } => cluster_cmd::main(command),
+        Command::Query(args) => query_cmd::query(args),
+        Command::Events(args) => query_cmd::events(args),
+        Command::State(args) => query_cmd::state(args),
         Command::Log { command } => log_cmd::main(command),
         Command::Bench { command } => bench::main(command),
     };

@@ -2,7 +2,8 @@
 //!
 //! Opens the log, joins or creates its cluster, and serves on one port: the operational
 //! endpoints (`/livez`, `/readyz`, `/metrics`), the log's client API (`/v1/log/*`), cluster
-//! membership (`/v1/cluster/*`) and the routes other masters call (`/raft/*`). SIGINT or
+//! membership (`/v1/cluster/*`), the projections (`/v1/state`, `/graphql`) and the routes
+//! other masters call (`/raft/*`). SIGINT or
 //! SIGTERM stop the server, then close the log after every queued append is durable.
 //! `cairn dev` is a master whose cluster is itself.
 
@@ -18,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use cairn_log::engine::{Log, SystemClock};
+use cairn_projections::live::Projector;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -86,6 +88,8 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
         log.initialize(members).await?;
     }
 
+    let projector = Projector::start(log.clone(), config.projector_config()).await?;
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
@@ -99,6 +103,8 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
         .route("/metrics", get(metrics))
         .with_state(ops)
         .merge(crate::api::routes(log.clone()))
+        .merge(crate::api::state_routes(projector.clone()))
+        .merge(cairn_graphql::router(projector, log.clone()))
         .merge(log.peer_routes());
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));

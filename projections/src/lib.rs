@@ -5,9 +5,10 @@
 //! state as of offset N is the fold of records 1..=N, or of a checkpoint (a serialized
 //! `State` at some M ≤ N) and records M+1..=N: checkpoints are a cache, never the truth.
 //!
-//! **Boundary.** Depends only on `cairn-log`'s vocabulary (`default-features = false`) and
-//! serde: never on storage, tokio or any API crate. Reading the log and storing checkpoints is
-//! the caller's job.
+//! **Boundary.** The fold depends only on `cairn-log`'s vocabulary (`default-features = false`)
+//! and serde: never on storage, tokio or any API crate. Feature `live` adds [`live`]: the
+//! state a master serves, folded from a running log, with checkpoints on disk and time travel.
+//! It is the crate's only I/O and sits on top of the fold, never inside it.
 //!
 //! **Invariants.** Pure and synchronous: a fold reads only the records it is given (time from
 //! `Record::at`), never a clock, random numbers or hash-map iteration order (`clippy.toml`
@@ -19,6 +20,8 @@ pub mod apps;
 pub mod audit;
 pub mod cluster;
 pub mod jobs;
+#[cfg(feature = "live")]
+pub mod live;
 mod state;
 #[cfg(feature = "synth")]
 pub mod synth;

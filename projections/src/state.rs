@@ -655,7 +655,10 @@ impl State {
                         at,
                         reason: e.reason.clone(),
                     });
-                    let excess = job.missed.len().saturating_sub(self.retention.missed_per_job);
+                    let excess = job
+                        .missed
+                        .len()
+                        .saturating_sub(self.retention.missed_per_job);
                     job.missed.drain(..excess);
                 }
                 None => self.anomaly(offset, format!("missed run of unknown job {}", e.job)),

@@ -1,0 +1,154 @@
+//! `/graphql` over HTTP: `POST` runs a query; `GET` upgrades to a subscription websocket
+//! (`graphql-transport-ws` or the older `graphql-ws`) or, from a browser, opens the console.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Response as GqlResponse, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use cairn_log::engine::Log;
+use cairn_projections::live::Projector;
+use tokio::sync::Semaphore;
+
+use crate::limits::{with_code, MAX_BODY, QUERY_TIMEOUT_SECS};
+use crate::views::Views;
+use crate::{schema, CairnSchema, Code};
+
+/// Most websocket connections open at once (each may follow the log).
+pub const MAX_WEBSOCKETS: usize = 256;
+
+#[derive(Clone)]
+struct Api {
+    schema: CairnSchema,
+    websockets: Arc<Semaphore>,
+}
+
+/// The `/graphql` routes over a projector and its log.
+pub fn router(projector: Projector, log: Log) -> Router {
+    let api = Api {
+        schema: schema(projector, log),
+        websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
+    };
+    Router::new()
+        .route("/graphql", get(upgrade_or_console).post(query))
+        .with_state(api)
+}
+
+async fn query(State(api): State<Api>, request: Request) -> Response {
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::BodyTooLarge,
+                format!("the request body is over the limit of {MAX_BODY} bytes"),
+            )
+        }
+    };
+    let request: async_graphql::Request = match parse(&body) {
+        Ok(request) => request,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, Code::BadRequest, message),
+    };
+    let request = request.data(Views::default());
+    let timeout = Duration::from_secs(QUERY_TIMEOUT_SECS);
+    let response = match tokio::time::timeout(timeout, api.schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            return failure(
+                StatusCode::OK,
+                Code::Timeout,
+                format!("the query ran for more than {QUERY_TIMEOUT_SECS} s"),
+            )
+        }
+    };
+    json(StatusCode::OK, &response)
+}
+
+fn parse(body: &Bytes) -> Result<async_graphql::Request, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!("the body is not a GraphQL request (JSON with `query`, `variables`, `operationName`): {e}")
+    })
+}
+
+fn failure(status: StatusCode, code: Code, message: String) -> Response {
+    let mut e = ServerError::new(message, None);
+    e.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    let mut response = GqlResponse::from_errors(vec![e]);
+    for e in &mut response.errors {
+        with_code(e);
+    }
+    json(status, &response)
+}
+
+fn json(status: StatusCode, response: &GqlResponse) -> Response {
+    match serde_json::to_vec(response) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "application/graphql-response+json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn upgrade_or_console(State(api): State<Api>, request: Request) -> Response {
+    if !is_upgrade(request.headers()) {
+        return Html(CONSOLE).into_response();
+    }
+    let (mut parts, _) = request.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(p) => p,
+        Err(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "Sec-WebSocket-Protocol: ask for graphql-transport-ws (or graphql-ws)\n",
+            )
+                .into_response()
+        }
+    };
+    let upgrade =
+        match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(u) => u,
+            Err(rejection) => return rejection.into_response(),
+        };
+    let Ok(permit) = api.websockets.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_WEBSOCKETS} websockets are open already\n"),
+        )
+            .into_response();
+    };
+    let schema = api.schema.clone();
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(|_| async {
+                    let mut data = async_graphql::Data::default();
+                    data.insert(Views::default());
+                    Ok(data)
+                })
+                .serve()
+                .await;
+            drop(permit);
+        })
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The query console: one page, no scripts from elsewhere.
+const CONSOLE: &str = include_str!("console.html");

@@ -1,0 +1,492 @@
+//! The projections a master serves: the live [`State`], folded from every committed record as
+//! it commits, and the state as of any earlier offset or time.
+//!
+//! The only I/O in this crate (feature `live`), kept apart from the pure fold. The live state
+//! sits behind a read-write lock: a query holds a read guard for its whole run, so it sees
+//! one offset throughout, and the fold takes the write lock per batch of records.
+//!
+//! **Checkpoints** are the serialized state at offsets that are multiples of a spacing, in
+//! `<data-dir>/checkpoints/<offset>.json`. They are a cache, never the truth: one that does not
+//! check out (torn, from another cluster, past the log's head, or not matching the record at
+//! its offset) is ignored and deleted, and deleting them all changes no answer, only speed.
+//! At most `kept` are kept: when there would be more, the spacing doubles and every other one
+//! goes, so that they stay evenly spread over the whole log.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cairn_log::engine::Log;
+use cairn_log::event::Timestamp;
+use cairn_log::{Offset, Record};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, OwnedRwLockReadGuard, RwLock};
+use tracing::{debug, warn};
+
+use crate::{Fold, Retention, State};
+
+/// Records read from the log per step of a replay.
+const REPLAY_CHUNK: usize = 8192;
+/// Records folded under one write lock: bounds how long a query waits behind the fold.
+const FOLD_BATCH: usize = 1024;
+/// Checkpoint file format; a file of another format is ignored.
+const CHECKPOINT_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("offset {offset} is beyond the log's head ({head})")]
+    Beyond { offset: u64, head: u64 },
+    #[error(transparent)]
+    Log(#[from] cairn_log::Error),
+    #[error("the projections stopped: the log is closed")]
+    Stopped,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// Where checkpoints live (`<data-dir>/checkpoints`).
+    pub checkpoint_dir: PathBuf,
+    /// The smallest spacing between checkpoints, in records.
+    pub checkpoint_every: u64,
+    /// Most checkpoints kept.
+    pub checkpoints_kept: usize,
+    /// States computed for `as_of` kept in memory, for incidents replayed step by step.
+    pub as_of_cache: usize,
+    pub retention: Retention,
+}
+
+impl ProjectorConfig {
+    pub fn new(checkpoint_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint_dir: checkpoint_dir.into(),
+            checkpoint_every: 10_000,
+            checkpoints_kept: 128,
+            as_of_cache: 4,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// A state to read: the live one (under a read guard) or one computed as of an offset.
+#[derive(Debug)]
+pub enum View {
+    Live(OwnedRwLockReadGuard<State>),
+    AsOf(Arc<State>),
+}
+
+impl Deref for View {
+    type Target = State;
+    fn deref(&self) -> &State {
+        match self {
+            View::Live(guard) => guard,
+            View::AsOf(state) => state,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Projector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    log: Log,
+    config: ProjectorConfig,
+    genesis: Mutex<Option<String>>,
+    state: Arc<RwLock<State>>,
+    folded: watch::Sender<u64>,
+    checkpoints: Mutex<Checkpoints>,
+    recent: Mutex<Vec<Arc<State>>>,
+}
+
+#[derive(Debug)]
+struct Checkpoints {
+    /// Offset → file, of every checkpoint on disk.
+    files: BTreeMap<u64, PathBuf>,
+    spacing: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    offset: u64,
+    at: Timestamp,
+    /// The log's first record's hash: a checkpoint of another cluster's log never matches.
+    genesis: Option<String>,
+    crc32: u32,
+    len: usize,
+}
+
+impl Projector {
+    /// Starts folding `log` from its newest usable checkpoint.
+    pub async fn start(log: Log, config: ProjectorConfig) -> Result<Self> {
+        let dir = config.checkpoint_dir.clone();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            warn!(dir = %dir.display(), error = %e, "cannot create the checkpoint directory; running without checkpoints");
+        }
+        let files = list_checkpoints(&dir);
+        let spacing = files
+            .keys()
+            .fold(0, |g, o| gcd(g, *o))
+            .max(config.checkpoint_every);
+        let (folded, _) = watch::channel(0);
+        let projector = Projector {
+            inner: Arc::new(Inner {
+                genesis: Mutex::new(log.status().genesis),
+                log,
+                state: Arc::new(RwLock::new(State::with_retention(config.retention))),
+                folded,
+                checkpoints: Mutex::new(Checkpoints { files, spacing }),
+                recent: Mutex::new(Vec::new()),
+                config,
+            }),
+        };
+        let start = projector.base(projector.inner.log.head()).await?;
+        let from = start.offset;
+        *projector.inner.state.write().await = start;
+        projector.inner.folded.send_replace(from);
+        debug!(from, "projections start folding");
+        let fold = projector.clone();
+        tokio::spawn(async move {
+            fold.follow(Offset::new(from + 1).unwrap_or(Offset::FIRST))
+                .await
+        });
+        Ok(projector)
+    }
+
+    /// The offset of the last record folded into the live state.
+    pub fn folded(&self) -> u64 {
+        *self.inner.folded.borrow()
+    }
+
+    /// Waits until the live state has folded `offset`. Callers bound the wait.
+    pub async fn wait_for(&self, offset: u64) -> Result<()> {
+        let mut folded = self.inner.folded.subscribe();
+        folded
+            .wait_for(|f| *f >= offset)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// The live state, for as long as the guard is held.
+    pub async fn current(&self) -> View {
+        View::Live(self.inner.state.clone().read_owned().await)
+    }
+
+    /// The state as of `offset` (0: before the first record).
+    pub async fn as_of(&self, offset: u64) -> Result<View> {
+        let head = self.inner.log.head();
+        if offset > head {
+            return Err(Error::Beyond { offset, head });
+        }
+        // Never waits for the live state: a caller may already hold a read guard of it, and
+        // waiting behind the fold's write lock would then wait forever.
+        if let Ok(live) = self.inner.state.clone().try_read_owned() {
+            if live.offset == offset {
+                return Ok(View::Live(live));
+            }
+        }
+        if let Some(hit) = self.cached(|s| s.offset == offset) {
+            return Ok(View::AsOf(hit));
+        }
+        let mut state = self.base(offset).await?;
+        let log = self.inner.log.clone();
+        state = tokio::task::spawn_blocking(move || replay(&log, state, offset))
+            .await
+            .map_err(|_| Error::Stopped)??;
+        let state = Arc::new(state);
+        let mut recent = self.inner.recent.lock().expect("as-of cache");
+        if recent.len() >= self.inner.config.as_of_cache {
+            recent.remove(0);
+        }
+        if self.inner.config.as_of_cache > 0 {
+            recent.push(state.clone());
+        }
+        Ok(View::AsOf(state))
+    }
+
+    /// The offset of the last record appended at or before `time` (0 if none was): the state
+    /// as of a time is the state as of that offset.
+    pub fn offset_at(&self, time: Timestamp) -> Result<u64> {
+        // Record times never go back (the leader's clock is made monotonic), so search.
+        let (mut lo, mut hi) = (0, self.inner.log.head());
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.record(mid)?.at <= time {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The offsets of the checkpoints on disk.
+    pub fn checkpoints(&self) -> Vec<u64> {
+        let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+        checkpoints.files.keys().copied().collect()
+    }
+
+    fn record(&self, offset: u64) -> Result<Record> {
+        let from = Offset::new(offset).ok_or(Error::Beyond { offset, head: 0 })?;
+        self.inner
+            .log
+            .read(from, 1)?
+            .pop()
+            .ok_or_else(|| Error::Beyond {
+                offset,
+                head: self.inner.log.head(),
+            })
+    }
+
+    fn cached(&self, fits: impl Fn(&State) -> bool) -> Option<Arc<State>> {
+        let recent = self.inner.recent.lock().expect("as-of cache");
+        recent
+            .iter()
+            .filter(|s| fits(s))
+            .max_by_key(|s| s.offset)
+            .cloned()
+    }
+
+    /// The best state to replay from towards `offset`: a cached one, a checkpoint, or empty.
+    async fn base(&self, offset: u64) -> Result<State> {
+        let cached = self.cached(|s| s.offset <= offset);
+        loop {
+            let candidate = {
+                let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+                checkpoints
+                    .files
+                    .range(..=offset)
+                    .next_back()
+                    .map(|(o, p)| (*o, p.clone()))
+            };
+            let Some((at, path)) =
+                candidate.filter(|(at, _)| cached.as_ref().is_none_or(|c| c.offset < *at))
+            else {
+                break;
+            };
+            let this = self.clone();
+            let loaded = tokio::task::spawn_blocking(move || this.load(at, &path))
+                .await
+                .map_err(|_| Error::Stopped)?;
+            match loaded {
+                Ok(state) => return Ok(state),
+                Err(why) => {
+                    warn!(
+                        offset = at,
+                        why, "ignoring and deleting a checkpoint that does not check out"
+                    );
+                    self.forget(at);
+                }
+            }
+        }
+        Ok(match cached {
+            Some(state) => State::clone(&state),
+            None => State::with_retention(self.inner.config.retention),
+        })
+    }
+
+    fn load(&self, offset: u64, path: &Path) -> Result<State, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let split = bytes.iter().position(|b| *b == b'\n').ok_or("no header")?;
+        let header: Header = serde_json::from_slice(&bytes[..split]).map_err(|e| e.to_string())?;
+        let body = &bytes[split + 1..];
+        if header.format != CHECKPOINT_FORMAT || header.offset != offset {
+            return Err(format!(
+                "format {} at offset {}",
+                header.format, header.offset
+            ));
+        }
+        if body.len() != header.len || crc32fast::hash(body) != header.crc32 {
+            return Err("torn or corrupt".into());
+        }
+        if header.genesis != *self.inner.genesis.lock().expect("genesis") {
+            return Err("taken from another cluster's log".into());
+        }
+        let record = self.record(offset).map_err(|e| e.to_string())?;
+        if record.at != header.at {
+            return Err(format!(
+                "the record at {offset} is not the one it was taken at"
+            ));
+        }
+        let state: State = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if state.offset != offset || state.retention != self.inner.config.retention {
+            return Err("holds another offset or retention".into());
+        }
+        Ok(state)
+    }
+
+    fn forget(&self, offset: u64) {
+        let mut checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+        if let Some(path) = checkpoints.files.remove(&offset) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Folds every committed record into the live state, for as long as the log is open.
+    async fn follow(self, mut from: Offset) {
+        loop {
+            let mut subscription = match self.inner.log.subscribe(from) {
+                Ok(s) => s,
+                Err(e) => return warn!(error = %e, "projections cannot follow the log"),
+            };
+            loop {
+                match self.fold_batch(&mut subscription).await {
+                    Ok(Some(next)) => from = next,
+                    Ok(None) => return debug!("the log closed; projections stop"),
+                    Err(cairn_log::Error::Lagged { resume_from, .. }) => {
+                        from = Offset::new(resume_from).unwrap_or(from);
+                        break;
+                    }
+                    Err(e) => return warn!(error = %e, "projections stop following the log"),
+                }
+            }
+        }
+    }
+
+    /// Folds the next record and whatever else is ready, under one write lock; returns the
+    /// next offset to fold, `None` once the log has closed.
+    async fn fold_batch(
+        &self,
+        subscription: &mut cairn_log::engine::Subscription,
+    ) -> Result<Option<Offset>, cairn_log::Error> {
+        let Some(first) = subscription.next().await.transpose()? else {
+            return Ok(None);
+        };
+        let mut state = self.inner.state.write().await;
+        let mut due = self.fold_one(&mut state, &first);
+        let mut next = first.offset.next();
+        for _ in 1..FOLD_BATCH {
+            let ready = tokio::select! {
+                biased;
+                r = subscription.next() => r,
+                () = std::future::ready(()) => break,
+            };
+            let Some(record) = ready.transpose()? else {
+                break;
+            };
+            due |= self.fold_one(&mut state, &record);
+            next = record.offset.next();
+        }
+        let offset = state.offset;
+        drop(state);
+        self.inner.folded.send_replace(offset);
+        if due {
+            self.checkpoint().await;
+        }
+        Ok(Some(next))
+    }
+
+    /// Folds one record; whether a checkpoint is due after it.
+    fn fold_one(&self, state: &mut State, record: &Record) -> bool {
+        state.apply(record);
+        let spacing = self.inner.checkpoints.lock().expect("checkpoints").spacing;
+        state.offset % spacing == 0
+    }
+
+    /// Writes a checkpoint of the live state while queries go on reading it.
+    async fn checkpoint(&self) {
+        let guard = self.inner.state.clone().read_owned().await;
+        let this = self.clone();
+        let written = tokio::task::spawn_blocking(move || this.write_checkpoint(&guard)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot write a checkpoint"),
+            Err(e) => warn!(error = %e, "checkpoint task failed"),
+        }
+    }
+
+    fn write_checkpoint(&self, state: &State) -> std::io::Result<()> {
+        let body = serde_json::to_vec(state)?;
+        let header = Header {
+            format: CHECKPOINT_FORMAT,
+            offset: state.offset,
+            at: state.at,
+            genesis: self.genesis_now(),
+            crc32: crc32fast::hash(&body),
+            len: body.len(),
+        };
+        let dir = &self.inner.config.checkpoint_dir;
+        let path = dir.join(format!("{:020}.json", state.offset));
+        let tmp = dir.join(format!("{:020}.json.tmp", state.offset));
+        let mut file = std::fs::File::create(&tmp)?;
+        serde_json::to_writer(&mut file, &header)?;
+        file.write_all(b"\n")?;
+        file.write_all(&body)?;
+        drop(file);
+        std::fs::rename(&tmp, &path)?;
+        let mut checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+        checkpoints.files.insert(state.offset, path);
+        while checkpoints.files.len() > self.inner.config.checkpoints_kept.max(1) {
+            checkpoints.spacing *= 2;
+            let spacing = checkpoints.spacing;
+            checkpoints.files.retain(|offset, path| {
+                let keep = offset % spacing == 0;
+                if !keep {
+                    let _ = std::fs::remove_file(path);
+                }
+                keep
+            });
+        }
+        Ok(())
+    }
+
+    /// The log's genesis, learned once the first record exists.
+    fn genesis_now(&self) -> Option<String> {
+        let mut genesis = self.inner.genesis.lock().expect("genesis");
+        if genesis.is_none() {
+            *genesis = self.inner.log.status().genesis;
+        }
+        genesis.clone()
+    }
+}
+
+/// Folds the records after `state` up to `until`, read from `log`.
+fn replay(log: &Log, mut state: State, until: u64) -> Result<State> {
+    while state.offset < until {
+        let from = Offset::new(state.offset + 1).unwrap_or(Offset::FIRST);
+        let want = usize::try_from(until - state.offset).unwrap_or(usize::MAX);
+        let records = log.read(from, want.min(REPLAY_CHUNK))?;
+        if records.is_empty() {
+            return Err(Error::Beyond {
+                offset: until,
+                head: log.head(),
+            });
+        }
+        state.advance(&records, until);
+    }
+    Ok(state)
+}
+
+fn list_checkpoints(dir: &Path) -> BTreeMap<u64, PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path.file_name()?.to_str()?;
+            if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
+                return None;
+            }
+            let offset = name.strip_suffix(".json")?.parse().ok()?;
+            Some((offset, path))
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
