@@ -295,34 +295,11 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kib: u64| kib / 1024)
 }
 
-/// A synthetic history of at least `events` records, the same for every run (a fixed
-/// splitmix64 sequence drives the choices).
-fn synthetic_history(events: usize) -> Vec<cairn_log::Record> {
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    // Some choices yield no event (e.g. a kill with no task alive); 10% headroom covers them.
-    let ops: Vec<(u8, u16)> = (0..events + events / 10)
-        .map(|_| {
-            let r = next();
-            (r as u8, (r >> 8) as u16)
-        })
-        .collect();
-    let mut records = cairn_projections::synth::history(&ops);
-    records.truncate(events);
-    records
-}
-
 async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
     use cairn_projections::{Fold, State};
     println!("machine: {}", machine());
     let base = peak_rss_mib();
-    let records = synthetic_history(events);
+    let records = cairn_projections::synth::seeded(events);
     anyhow::ensure!(
         records.len() == events,
         "the synthetic history came out short"

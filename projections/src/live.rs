@@ -362,7 +362,11 @@ impl Projector {
         let mut state = self.inner.state.write().await;
         let mut due = self.fold_one(&mut state, &first);
         let mut next = first.offset.next();
+        // A batch ends at a checkpoint's offset, so that checkpoints fall on the spacing.
         for _ in 1..FOLD_BATCH {
+            if due {
+                break;
+            }
             let ready = tokio::select! {
                 biased;
                 r = subscription.next() => r,
@@ -371,7 +375,7 @@ impl Projector {
             let Some(record) = ready.transpose()? else {
                 break;
             };
-            due |= self.fold_one(&mut state, &record);
+            due = self.fold_one(&mut state, &record);
             next = record.offset.next();
         }
         let offset = state.offset;

@@ -532,3 +532,26 @@ pub fn history(ops: &[(u8, u16)]) -> Vec<Record> {
     }
     world.records
 }
+
+/// A history of exactly `events` records (fewer only if a choice could never yield one), from
+/// a fixed pseudo-random sequence of choices (splitmix64): the same every time.
+pub fn seeded(events: usize) -> Vec<Record> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    // Some choices yield no event (e.g. a kill with no task alive); 10% headroom covers them.
+    let ops: Vec<(u8, u16)> = (0..events + events / 10)
+        .map(|_| {
+            let r = next();
+            (r as u8, (r >> 8) as u16)
+        })
+        .collect();
+    let mut records = history(&ops);
+    records.truncate(events);
+    records
+}

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod dev;
 
 use cairn_log::event::{
     Actor, AgentId, Entry, Event, Principal, StatusSource, TaskId, TaskState, TaskStatusUpdated,

@@ -1,50 +1,10 @@
 //! `cairn dev` as a user runs it: a real process on loopback, its endpoints, a clean stop on
 //! SIGTERM, and the offline `cairn log verify` / `cairn log dump` over what it wrote.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use cairn_tests::{cairn_bin, free_port, http_get, Lines, Proc};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-/// Starts `cairn dev` and waits for its "serving" log line.
-fn start_dev(data_dir: &std::path::Path, port: u16) -> (Proc, Lines) {
-    let mut child = Command::new(cairn_bin())
-        .args([
-            "dev",
-            "--log-format",
-            "json",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // tracing writes to stderr; read it as lines.
-    let stderr = child.stderr.take().unwrap();
-    let lines = Lines::from_reader(stderr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = lines
-            .next_before(deadline)
-            .expect("cairn dev did not start serving");
-        if line.contains("cairn dev is serving") {
-            break;
-        }
-    }
-    (Proc(child), lines)
-}
-
-fn stop(mut dev: Proc) {
-    kill(Pid::from_raw(dev.0.id() as i32), Signal::SIGTERM).unwrap();
-    let status = dev
-        .wait_for_exit(Duration::from_secs(30))
-        .expect("cairn dev did not stop on SIGTERM");
-    assert!(status.success(), "cairn dev exited with {status}");
-}
+use cairn_tests::dev::Dev;
+use cairn_tests::{cairn_bin, free_port, http_get};
 
 fn cairn(args: &[&str], data_dir: &std::path::Path) -> Output {
     Command::new(cairn_bin())
@@ -63,7 +23,7 @@ fn stdout(out: &Output) -> String {
 fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (dev, _logs) = start_dev(dir.path(), port);
+    let dev = Dev::start_with(dir.path(), None, port);
     assert_eq!(http_get(port, "/livez").unwrap(), (200, "ok\n".into()));
     assert_eq!(http_get(port, "/readyz").unwrap(), (200, "ready\n".into()));
     let (status, metrics) = http_get(port, "/metrics").unwrap();
@@ -88,11 +48,11 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
         "{metrics}"
     );
     assert_eq!(http_get(port, "/nope").unwrap().0, 404);
-    stop(dev);
+    dev.stop();
 
     // A second start continues the same log, and records that it leads again.
-    let (dev, _logs) = start_dev(dir.path(), port);
-    stop(dev);
+    let dev = Dev::start_with(dir.path(), None, port);
+    dev.stop();
 
     let verify = cairn(&["log", "verify"], dir.path());
     assert!(
@@ -141,8 +101,8 @@ fn verify_names_the_first_bad_offset() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     for _ in 0..3 {
-        let (dev, _logs) = start_dev(dir.path(), port);
-        stop(dev);
+        let dev = Dev::start_with(dir.path(), None, port);
+        dev.stop();
     }
     {
         let db = sled::Config::new()

@@ -1,0 +1,161 @@
+//! A `cairn dev` process for the tests: start it on a free loopback port, talk to its HTTP and
+//! GraphQL APIs, stop it with SIGTERM.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_log::event::Entry;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::{cairn_bin, free_port, http_to, Lines, Proc};
+
+#[derive(Debug)]
+pub struct Dev {
+    pub port: u16,
+    proc: Proc,
+    /// Its log lines (JSON, on stderr).
+    pub lines: Lines,
+}
+
+impl Dev {
+    /// Starts `cairn dev` on `data_dir` and waits for it to serve.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, None, free_port())
+    }
+
+    /// Starts `cairn dev` with a config file, on `port`.
+    pub fn start_with(data_dir: &Path, config: Option<&Path>, port: u16) -> Self {
+        let mut command = Command::new(cairn_bin());
+        command
+            .args(["dev", "--log-format", "json"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stderr(Stdio::piped());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command.spawn().expect("spawn cairn dev");
+        let lines = Lines::from_reader(child.stderr.take().expect("stderr"));
+        let proc = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = lines
+                .next_before(deadline)
+                .expect("cairn dev did not start serving");
+            if line.contains("cairn dev is serving") {
+                break;
+            }
+        }
+        Dev { port, proc, lines }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it with SIGTERM and checks it exits cleanly.
+    pub fn stop(mut self) {
+        kill(Pid::from_raw(self.proc.0.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let status = self
+            .proc
+            .wait_for_exit(Duration::from_secs(30))
+            .expect("cairn dev did not stop on SIGTERM");
+        assert!(status.success(), "cairn dev exited with {status}");
+    }
+
+    /// `(status, body)` of a request with a JSON body.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        http_to(&self.addr(), method, path, body, Duration::from_secs(60)).expect("HTTP request")
+    }
+
+    /// The whole GraphQL response to `query` with `variables`.
+    pub fn graphql(&self, query: &str, variables: Value) -> Value {
+        let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
+        let (status, body) = self.http("POST", "/graphql", &body);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("a JSON response")
+    }
+
+    /// The `data` of a response that must have no errors.
+    pub fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.graphql(query, variables);
+        assert!(response.get("errors").is_none(), "{query}\n→ {response:#}");
+        response["data"].clone()
+    }
+
+    /// The `extensions.code` of a response's first error.
+    pub fn error_code(&self, query: &str, variables: Value) -> String {
+        let response = self.graphql(query, variables);
+        assert!(response["data"].is_null(), "{response:#}");
+        response["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code in {response:#}"))
+            .to_owned()
+    }
+
+    /// Appends `entries` in batches; returns the offsets of the first and last.
+    pub fn append(&self, entries: &[Entry]) -> (u64, u64) {
+        let mut range = (0, 0);
+        for chunk in entries.chunks(1000) {
+            let body = serde_json::to_string(chunk).expect("entries encode");
+            let (status, body) = self.http("POST", "/v1/log/append", &body);
+            assert_eq!(status, 200, "{body}");
+            let appended: Value = serde_json::from_str(&body).expect("Appended");
+            if range.0 == 0 {
+                range.0 = appended["first"].as_u64().expect("first");
+            }
+            range.1 = appended["last"].as_u64().expect("last");
+        }
+        range
+    }
+
+    /// The log's head: its last applied record.
+    pub fn head(&self) -> u64 {
+        let data = self.data("{ events(last: 1) { head } }", Value::Null);
+        data["events"]["head"].as_u64().expect("head")
+    }
+
+    /// `GET /v1/state[?as_of=…]`: the projected state's canonical JSON.
+    pub fn state(&self, as_of: Option<&str>) -> (u16, String) {
+        let path = match as_of {
+            Some(as_of) => format!("/v1/state?as_of={as_of}"),
+            None => "/v1/state".to_owned(),
+        };
+        self.http("GET", &path, "")
+    }
+}
+
+/// The golden log's entries (`log/tests/golden/v1.events.jsonl`): a small history that uses
+/// every event type, for appending to a live master.
+pub fn golden_entries() -> Vec<Entry> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../log/tests/golden/v1.events.jsonl"
+    );
+    std::fs::read_to_string(path)
+        .expect("golden log")
+        .lines()
+        .map(|line| {
+            let record: cairn_log::Record = serde_json::from_str(line).expect("golden record");
+            Entry {
+                actor: record.actor,
+                event: record.event,
+            }
+        })
+        .collect()
+}
+
+/// A realistic synthetic history of `n` entries (always the same).
+pub fn synthetic_entries(n: usize) -> Vec<Entry> {
+    cairn_projections::synth::seeded(n)
+        .into_iter()
+        .map(|r| Entry {
+            actor: r.actor,
+            event: r.event,
+        })
+        .collect()
+}
