@@ -25,6 +25,7 @@
 //! checkpoints-kept = 128       # then the spacing doubles, so they cover the whole log
 //! ended-tasks-kept = 10000     # terminal tasks kept in the read models (all stay in the log)
 //! ended-runs-kept = 10000      # finished job runs kept
+//! audit-entries-kept = 10000   # audit entries kept (older ones: as of an earlier offset)
 //! ```
 
 use std::net::SocketAddr;
@@ -78,6 +79,7 @@ pub struct ProjectionsSection {
     pub checkpoints_kept: usize,
     pub ended_tasks_kept: usize,
     pub ended_runs_kept: usize,
+    pub audit_entries_kept: usize,
 }
 
 impl Default for ProjectionsSection {
@@ -88,6 +90,7 @@ impl Default for ProjectionsSection {
             checkpoints_kept: d.checkpoints_kept,
             ended_tasks_kept: d.retention.ended_tasks,
             ended_runs_kept: d.retention.ended_runs,
+            audit_entries_kept: d.retention.audit_entries,
         }
     }
 }
@@ -233,6 +236,10 @@ impl MasterConfig {
                 projections.checkpoint_every as usize,
             ),
             ("projections.checkpoints-kept", projections.checkpoints_kept),
+            (
+                "projections.audit-entries-kept",
+                projections.audit_entries_kept,
+            ),
         ] {
             if value == 0 {
                 bail!("{name}: must be at least 1");
@@ -290,6 +297,7 @@ impl MasterConfig {
         c.checkpoints_kept = self.projections.checkpoints_kept;
         c.retention.ended_tasks = self.projections.ended_tasks_kept;
         c.retention.ended_runs = self.projections.ended_runs_kept;
+        c.retention.audit_entries = self.projections.audit_entries_kept;
         c
     }
 }

@@ -373,7 +373,9 @@ impl AuditEntry {
     async fn previous(&self) -> Option<u64> {
         self.get().previous
     }
-    /// The subject just before and just after this change (apps and jobs).
+    /// The subject just before and just after this change (apps and jobs). Each computes two
+    /// past states, so it costs 1,000 complexity points: at most 49 in one request.
+    #[graphql(complexity = 1000)]
     async fn change(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Diff>> {
         let entry = self.get();
         let (kind, name) = entry.subject.split_once(':').unwrap_or(("", ""));

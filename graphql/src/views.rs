@@ -32,11 +32,9 @@ impl Views {
         let Some(as_of) = as_of else {
             return Ok(views.live(projector).await);
         };
+        // The live guard is not taken here: an as-of state may take a while to compute, and
+        // the fold waits for every guard to be released.
         let offset = resolve(projector, as_of)?;
-        let live = views.live(projector).await;
-        if live.offset == offset {
-            return Ok(live);
-        }
         let mut past = views.past.lock().await;
         if let Some(view) = past.get(&offset) {
             return Ok(view.clone());

@@ -2,16 +2,16 @@
 //! the previous change to the same subject, so "before" is the state as of that offset and
 //! "after" the state as of this one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use cairn_log::event::{Actor, Timestamp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
-    /// Changes made by users and external frameworks, oldest first.
-    pub entries: Vec<AuditEntry>,
-    /// Offset of the latest change per subject.
+    /// The latest changes made by users and external frameworks, oldest first.
+    pub entries: VecDeque<AuditEntry>,
+    /// Offset of the latest change per subject among them.
     pub latest: BTreeMap<String, u64>,
 }
 
@@ -24,6 +24,6 @@ pub struct AuditEntry {
     pub kind: String,
     /// What changed: `app:/web`, `job:nightly`, `task:web.1`, `agent:a1`, `framework:f1`.
     pub subject: String,
-    /// The previous change to the same subject, if any.
+    /// The previous change to the same subject, if it is still kept.
     pub previous: Option<u64>,
 }

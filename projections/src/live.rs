@@ -201,11 +201,12 @@ impl Projector {
             .await
             .map_err(|_| Error::Stopped)??;
         let state = Arc::new(state);
-        let mut recent = self.inner.recent.lock().expect("as-of cache");
-        if recent.len() >= self.inner.config.as_of_cache {
-            recent.remove(0);
-        }
-        if self.inner.config.as_of_cache > 0 {
+        let kept = self.inner.config.as_of_cache;
+        if kept > 0 {
+            let mut recent = self.inner.recent.lock().expect("as-of cache");
+            if recent.len() >= kept {
+                recent.remove(0);
+            }
             recent.push(state.clone());
         }
         Ok(View::AsOf(state))
@@ -331,13 +332,14 @@ impl Projector {
 
     /// Folds every committed record into the live state, for as long as the log is open.
     async fn follow(self, mut from: Offset) {
+        let mut writing = None;
         loop {
             let mut subscription = match self.inner.log.subscribe(from) {
                 Ok(s) => s,
                 Err(e) => return warn!(error = %e, "projections cannot follow the log"),
             };
             loop {
-                match self.fold_batch(&mut subscription).await {
+                match self.fold_batch(&mut subscription, &mut writing).await {
                     Ok(Some(next)) => from = next,
                     Ok(None) => return debug!("the log closed; projections stop"),
                     Err(cairn_log::Error::Lagged { resume_from, .. }) => {
@@ -355,6 +357,7 @@ impl Projector {
     async fn fold_batch(
         &self,
         subscription: &mut cairn_log::engine::Subscription,
+        writing: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> Result<Option<Offset>, cairn_log::Error> {
         let Some(first) = subscription.next().await.transpose()? else {
             return Ok(None);
@@ -379,10 +382,15 @@ impl Projector {
             next = record.offset.next();
         }
         let offset = state.offset;
+        // Serializing takes longer than copying: the copy is written while folding goes on.
+        // While the previous one is still being written (catching up on a long log), this one
+        // is skipped: checkpoints are a cache, and the fold must not wait for the disk.
+        let busy = writing.as_ref().is_some_and(|w| !w.is_finished());
+        let snapshot = (due && !busy).then(|| state.clone());
         drop(state);
         self.inner.folded.send_replace(offset);
-        if due {
-            self.checkpoint().await;
+        if let Some(snapshot) = snapshot {
+            self.checkpoint(snapshot, writing).await;
         }
         Ok(Some(next))
     }
@@ -394,16 +402,17 @@ impl Projector {
         state.offset % spacing == 0
     }
 
-    /// Writes a checkpoint of the live state while queries go on reading it.
-    async fn checkpoint(&self) {
-        let guard = self.inner.state.clone().read_owned().await;
-        let this = self.clone();
-        let written = tokio::task::spawn_blocking(move || this.write_checkpoint(&guard)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "cannot write a checkpoint"),
-            Err(e) => warn!(error = %e, "checkpoint task failed"),
+    /// Writes a checkpoint of `state` in the background, one at a time.
+    async fn checkpoint(&self, state: State, writing: &mut Option<tokio::task::JoinHandle<()>>) {
+        if let Some(previous) = writing.take() {
+            let _ = previous.await;
         }
+        let this = self.clone();
+        *writing = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = this.write_checkpoint(&state) {
+                warn!(error = %e, offset = state.offset, "cannot write a checkpoint");
+            }
+        }));
     }
 
     fn write_checkpoint(&self, state: &State) -> std::io::Result<()> {

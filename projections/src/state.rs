@@ -50,6 +50,9 @@ pub struct Retention {
     pub ended_deployments: usize,
     /// Missed runs, per job.
     pub missed_per_job: usize,
+    /// Audit entries (the log keeps every change; the state as of an earlier offset shows
+    /// the entries of that time).
+    pub audit_entries: usize,
 }
 
 impl Default for Retention {
@@ -59,6 +62,7 @@ impl Default for Retention {
             ended_runs: 10_000,
             ended_deployments: 1_000,
             missed_per_job: 100,
+            audit_entries: 10_000,
         }
     }
 }
@@ -151,7 +155,14 @@ impl State {
         };
         let offset = record.offset.get();
         let previous = self.audit.latest.insert(subject.clone(), offset);
-        self.audit.entries.push(AuditEntry {
+        if self.audit.entries.len() >= self.retention.audit_entries {
+            if let Some(dropped) = self.audit.entries.pop_front() {
+                if self.audit.latest.get(&dropped.subject) == Some(&dropped.offset) {
+                    self.audit.latest.remove(&dropped.subject);
+                }
+            }
+        }
+        self.audit.entries.push_back(AuditEntry {
             offset,
             at: record.at,
             actor: record.actor.clone(),

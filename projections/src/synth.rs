@@ -24,7 +24,10 @@ struct World {
     deployments: Vec<DeploymentId>,
     jobs: Vec<JobName>,
     runs: Vec<(RunId, JobName, u32)>,
+    /// Records made and not yet handed out.
     records: Vec<Record>,
+    /// Records made so far, handed out or not.
+    made: u64,
 }
 
 fn id<T>(make: impl Fn(String) -> Result<T, IdError>, prefix: &str, n: u64) -> T {
@@ -32,7 +35,16 @@ fn id<T>(make: impl Fn(String) -> Result<T, IdError>, prefix: &str, n: u64) -> T
 }
 
 fn pick<T: Clone>(items: &[T], pick: u16) -> Option<T> {
-    (!items.is_empty()).then(|| items[pick as usize % items.len()].clone())
+    pick_at(items, pick).map(|(_, item)| item)
+}
+
+/// An item and its index, so that it can be removed in O(1) (`swap_remove`): the generator
+/// must stay linear over histories of millions of records.
+fn pick_at<T: Clone>(items: &[T], pick: u16) -> Option<(usize, T)> {
+    (!items.is_empty()).then(|| {
+        let i = pick as usize % items.len();
+        (i, items[i].clone())
+    })
 }
 
 fn small() -> Resources {
@@ -106,7 +118,8 @@ fn job_spec(name: &JobName, parents: Vec<JobName>) -> JobSpec {
 impl World {
     fn push(&mut self, actor: Actor, event: Event, dt: u16) {
         self.at += i64::from(dt % 4) * 1_000_000; // several records may share a moment
-        let offset = Offset::new(self.records.len() as u64 + 1).unwrap();
+        self.made += 1;
+        let offset = Offset::new(self.made).unwrap();
         self.records.push(Record {
             offset,
             term: Term(1),
@@ -243,10 +256,10 @@ impl World {
                 );
             }
             10..=16 => {
-                let Some(offer_id) = pick(&self.offers, p) else {
+                let Some((i, offer_id)) = pick_at(&self.offers, p) else {
                     return;
                 };
-                self.offers.retain(|o| o != &offer_id);
+                self.offers.swap_remove(i);
                 let framework_id = self.frameworks[0].clone();
                 let event = match p % 3 {
                     0 => Event::OfferAccepted(OfferAccepted {
@@ -302,7 +315,7 @@ impl World {
                 self.push(actor, Event::TaskLaunched(event), p);
             }
             27..=46 => {
-                let Some(task_id) = pick(&self.tasks, p) else {
+                let Some((i, task_id)) = pick_at(&self.tasks, p) else {
                     return;
                 };
                 let states = [
@@ -316,7 +329,7 @@ impl World {
                 ];
                 let state = states[p as usize % states.len()];
                 if state.is_terminal() {
-                    self.tasks.retain(|t| t != &task_id);
+                    self.tasks.swap_remove(i);
                 }
                 let agent_id = id(AgentId::new, "agent", 0);
                 let event = TaskStatusUpdated {
@@ -396,7 +409,7 @@ impl World {
                 self.push(Self::user(), event, p);
             }
             51 | 52 => {
-                let Some(deployment_id) = pick(&self.deployments, p) else {
+                let Some((i, deployment_id)) = pick_at(&self.deployments, p) else {
                     return;
                 };
                 let event = match p % 4 {
@@ -405,18 +418,18 @@ impl World {
                         step: 1,
                     }),
                     1 => {
-                        self.deployments.retain(|d| d != &deployment_id);
+                        self.deployments.swap_remove(i);
                         Event::DeploymentFinished(DeploymentFinished { deployment_id })
                     }
                     2 => {
-                        self.deployments.retain(|d| d != &deployment_id);
+                        self.deployments.swap_remove(i);
                         Event::DeploymentFailed(DeploymentFailed {
                             deployment_id,
                             reason: "unhealthy".into(),
                         })
                     }
                     _ => {
-                        self.deployments.retain(|d| d != &deployment_id);
+                        self.deployments.swap_remove(i);
                         Event::DeploymentCanceled(DeploymentCanceled {
                             deployment_id,
                             rolled_back: p % 2 == 0,
@@ -468,7 +481,7 @@ impl World {
                 );
             }
             _ => {
-                let Some((run_id, job, attempt)) = pick(&self.runs, p) else {
+                let Some((i, (run_id, job, attempt))) = pick_at(&self.runs, p) else {
                     return;
                 };
                 let jobs = Actor {
@@ -477,18 +490,17 @@ impl World {
                     },
                     origin: None,
                 };
-                let event = match p % 4 {
-                    0 => Event::JobRunStarted(JobRunStarted {
+                // Most runs finish soon after they start, as real ones do.
+                let event = match p % 8 {
+                    0 | 1 => Event::JobRunStarted(JobRunStarted {
                         job,
                         run_id,
                         attempt,
                         task_id: id(TaskId::new, "jobtask", self.n),
                     }),
-                    1 => {
+                    2 => {
                         let next = attempt + 1;
-                        for r in self.runs.iter_mut().filter(|r| r.0 == run_id) {
-                            r.2 = next;
-                        }
+                        self.runs[i].2 = next;
                         Event::JobRunRetried(JobRunRetried {
                             job,
                             run_id,
@@ -496,8 +508,8 @@ impl World {
                             reason: "TASK_FAILED".into(),
                         })
                     }
-                    2 => {
-                        self.runs.retain(|r| r.0 != run_id);
+                    3..=6 => {
+                        self.runs.swap_remove(i);
                         let outcome = if p % 3 == 0 {
                             RunOutcome::Failed
                         } else {
@@ -533,25 +545,40 @@ pub fn history(ops: &[(u8, u16)]) -> Vec<Record> {
     world.records
 }
 
-/// A history of exactly `events` records (fewer only if a choice could never yield one), from
-/// a fixed pseudo-random sequence of choices (splitmix64): the same every time.
+/// A long history, generated chunk by chunk from a fixed pseudo-random sequence of choices
+/// (splitmix64): the same every time, and never all in memory at once.
+#[derive(Debug)]
+pub struct Seeded {
+    world: World,
+    seed: u64,
+}
+
+impl Default for Seeded {
+    fn default() -> Self {
+        Self {
+            world: World::default(),
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+impl Seeded {
+    /// The next `n` records of the history.
+    pub fn next_chunk(&mut self, n: usize) -> Vec<Record> {
+        while self.world.records.len() < n {
+            self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            self.world.step(z as u8, (z >> 8) as u16);
+        }
+        let rest = self.world.records.split_off(n);
+        std::mem::replace(&mut self.world.records, rest)
+    }
+}
+
+/// The first `events` records of the [`Seeded`] history.
 pub fn seeded(events: usize) -> Vec<Record> {
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    // Some choices yield no event (e.g. a kill with no task alive); 10% headroom covers them.
-    let ops: Vec<(u8, u16)> = (0..events + events / 10)
-        .map(|_| {
-            let r = next();
-            (r as u8, (r >> 8) as u16)
-        })
-        .collect();
-    let mut records = history(&ops);
-    records.truncate(events);
-    records
+    Seeded::default().next_chunk(events)
 }

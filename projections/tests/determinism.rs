@@ -76,7 +76,7 @@ proptest! {
     #[test]
     fn retention_drops_only_ended_history_and_stays_deterministic(
         ops in ops(),
-        kept in (0usize..4, 0usize..4, 0usize..4, 0usize..3),
+        kept in (0usize..4, 0usize..4, 0usize..4, 0usize..3, 1usize..5),
         cut in any::<prop::sample::Index>(),
     ) {
         let retention = Retention {
@@ -84,6 +84,7 @@ proptest! {
             ended_runs: kept.1,
             ended_deployments: kept.2,
             missed_per_job: kept.3,
+            audit_entries: kept.4,
         };
         let records = history(&ops);
         let everything = fold(&records);
@@ -97,6 +98,10 @@ proptest! {
         prop_assert!(finished <= kept.1);
         prop_assert!(bounded.apps.ended.len() <= kept.2);
         prop_assert!(bounded.jobs.jobs.values().all(|j| j.missed.len() <= kept.3));
+        prop_assert!(bounded.audit.entries.len() <= kept.4);
+        prop_assert!(bounded.audit.latest.values().all(|o| bounded.audit.entries.iter().any(|e| e.offset == *o)));
+        let latest = |s: &State| s.audit.entries.back().map(|e| (e.offset, e.subject.clone(), e.actor.clone()));
+        prop_assert_eq!(latest(&bounded), latest(&everything));
         // What is live is never dropped: it matches the fold that keeps everything.
         let live = |s: &State| -> Vec<u8> {
             let tasks: Vec<_> = s.tasks.tasks.iter().filter(|(_, t)| !t.is_terminal()).collect();

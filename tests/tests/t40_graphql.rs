@@ -193,7 +193,7 @@ fn queries_answer_from_the_projections_now_and_as_of_any_moment() {
 
     // The audit trail: who changed the app, from where, and what each change did.
     let audit = dev.data(
-        "{ audit(subject: \"app:/nginx\") { totalCount edges { node {
+        "{ audit(subject: \"app:/nginx\", first: 10) { totalCount edges { node {
              offset type subject previous actor { principal api remoteAddr requestId }
              change { changes { path } } } } } }",
         Value::Null,

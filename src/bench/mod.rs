@@ -17,6 +17,9 @@ use cairn_log::Offset;
 use hdrhistogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod graphql;
+mod projections;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Durable appends (group commit, fsync on) and replay of the event log.
@@ -57,6 +60,7 @@ pub enum BenchCommand {
         kills: usize,
     },
     /// Replay of synthetic, realistic histories into the projections: in memory, and from a log.
+    /// Then the state as of offsets all over the log, from its checkpoints.
     Projections {
         /// Scratch directory on the disk to measure (removed afterwards).
         #[arg(long, default_value = "./cairn-bench")]
@@ -64,6 +68,23 @@ pub enum BenchCommand {
         /// Events in the history.
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+        /// `asOf` queries to time.
+        #[arg(long, default_value_t = 200)]
+        as_of_queries: usize,
+    },
+    /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
+    Graphql {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Tasks per app.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Timed requests.
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
     },
 }
 
@@ -110,13 +131,32 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             let _ = std::fs::remove_dir_all(&dir);
             result?;
         }
-        BenchCommand::Projections { dir, events } => {
+        BenchCommand::Graphql {
+            dir,
+            apps,
+            instances,
+            requests,
+        } => {
             anyhow::ensure!(
                 !dir.exists(),
                 "dir: {} exists; name a scratch dir",
                 dir.display()
             );
-            let result = runtime.block_on(bench_projections(&dir, events));
+            let result = runtime.block_on(graphql::bench(&dir, apps, instances, requests));
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        BenchCommand::Projections {
+            dir,
+            events,
+            as_of_queries,
+        } => {
+            anyhow::ensure!(
+                !dir.exists(),
+                "dir: {} exists; name a scratch dir",
+                dir.display()
+            );
+            let result = runtime.block_on(projections::bench(&dir, events, as_of_queries));
             let _ = std::fs::remove_dir_all(&dir);
             result?;
         }
@@ -147,12 +187,12 @@ fn status_update(n: u64) -> Entry {
     }
 }
 
-async fn open(path: &Path) -> anyhow::Result<Log> {
+pub(crate) async fn open(path: &Path) -> anyhow::Result<Log> {
     let config = LogConfig::new(path);
     Ok(Log::open_single_node(config, Arc::new(SystemClock), &mut Registry::default()).await?)
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -284,7 +324,7 @@ fn ms(micros: u64) -> String {
 }
 
 /// The process's peak resident memory so far (Linux `VmHWM`), in MiB.
-fn peak_rss_mib() -> u64 {
+pub(crate) fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -293,86 +333,6 @@ fn peak_rss_mib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .map_or(0, |kib: u64| kib / 1024)
-}
-
-async fn bench_projections(dir: &Path, events: usize) -> anyhow::Result<()> {
-    use cairn_projections::{Fold, State};
-    println!("machine: {}", machine());
-    let base = peak_rss_mib();
-    let records = cairn_projections::synth::seeded(events);
-    anyhow::ensure!(
-        records.len() == events,
-        "the synthetic history came out short"
-    );
-    let with_records = peak_rss_mib();
-
-    let started = Instant::now();
-    let mut state = State::default();
-    for r in &records {
-        state.apply(r);
-    }
-    let fold_secs = started.elapsed().as_secs_f64();
-    let folded_peak = peak_rss_mib();
-    let state_bytes = serde_json::to_vec(&state)?.len();
-    println!(
-        "history: {events} events ({} agents, {} tasks, {} apps, {} jobs, {} runs at the end; {} anomalies)",
-        state.cluster.agents.len(),
-        state.tasks.tasks.len(),
-        state.apps.apps.len(),
-        state.jobs.jobs.len(),
-        state.jobs.runs.len(),
-        state.anomalies.count
-    );
-    println!();
-    println!("| replay into projections | events/s | peak RSS |");
-    println!("|---|---:|---:|");
-    println!(
-        "| in memory (records already decoded) | {:.0} | {} MiB (records alone {} MiB; state {} MiB as JSON) |",
-        events as f64 / fold_secs,
-        folded_peak,
-        with_records.saturating_sub(base),
-        state_bytes >> 20
-    );
-
-    let path = dir.join("log");
-    let log = open(&path).await?;
-    for chunk in records.chunks(1000) {
-        let entries = chunk
-            .iter()
-            .map(|r| Entry {
-                actor: r.actor.clone(),
-                event: r.event.clone(),
-            })
-            .collect();
-        log.append(entries).await?;
-    }
-    log.close().await;
-    drop(log);
-    drop(records);
-    let log = open(&path).await?;
-    let head = log.head();
-    let started = Instant::now();
-    let mut replayed = State::default();
-    let mut next = Offset::FIRST;
-    while next.get() <= head {
-        let records = log.read(next, 10_000)?;
-        next = records.last().context("short read")?.offset.next();
-        for r in &records {
-            replayed.apply(r);
-        }
-    }
-    let log_secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        replayed.offset == head,
-        "replayed {} of {head}",
-        replayed.offset
-    );
-    println!(
-        "| from the log after reopening (read, decode, fold) | {:.0} | {} MiB |",
-        head as f64 / log_secs,
-        peak_rss_mib()
-    );
-    Ok(())
 }
 
 /// Three `cairn master` processes of this same binary, on loopback.

@@ -1,0 +1,168 @@
+//! `cairn bench projections`: replay of a synthetic, realistic history into the projections
+//! (in memory, from the log, and as a master does it, writing checkpoints), then the state as
+//! of offsets spread over the whole log.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cairn_log::event::Entry;
+use cairn_log::Offset;
+use cairn_projections::live::{Projector, ProjectorConfig};
+use cairn_projections::synth::Seeded;
+use cairn_projections::{Fold, State};
+use hdrhistogram::Histogram;
+
+use super::{machine, ms, open, peak_rss_mib};
+
+/// Records generated (and folded, or appended) at a time: bounds the benchmark's own memory.
+const CHUNK: usize = 10_000;
+
+pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::Result<()> {
+    println!("machine: {}", machine());
+    println!();
+
+    // In memory: only the fold is timed, not the generation of each chunk.
+    let mut history = Seeded::default();
+    let mut state = State::default();
+    let mut folding = Duration::ZERO;
+    let mut left = events;
+    while left > 0 {
+        let chunk = history.next_chunk(left.min(CHUNK));
+        let started = Instant::now();
+        for r in &chunk {
+            state.apply(r);
+        }
+        folding += started.elapsed();
+        left -= chunk.len();
+    }
+    let in_memory_peak = peak_rss_mib();
+    let state_bytes = serde_json::to_vec(&state)?.len();
+    println!(
+        "history: {events} events; at the end {} agents, {} tasks kept ({} ended), {} apps, {} jobs, {} runs kept, {} audit entries; {} anomalies; state {:.1} MiB as JSON",
+        state.cluster.agents.len(),
+        state.tasks.tasks.len(),
+        state.tasks.ended.len(),
+        state.apps.apps.len(),
+        state.jobs.jobs.len(),
+        state.jobs.runs.len(),
+        state.audit.entries.len(),
+        state.anomalies.count,
+        state_bytes as f64 / (1 << 20) as f64,
+    );
+    drop(state);
+    println!();
+    println!("| replay into projections | events/s | peak RSS of the process so far |");
+    println!("|---|---:|---:|");
+    println!(
+        "| in memory (records already decoded) | {:.0} | {in_memory_peak} MiB |",
+        events as f64 / folding.as_secs_f64()
+    );
+
+    let path = dir.join("log");
+    let log = open(&path).await?;
+    let mut history = Seeded::default();
+    let mut left = events;
+    while left > 0 {
+        let entries: Vec<Entry> = history
+            .next_chunk(left.min(CHUNK))
+            .into_iter()
+            .map(|r| Entry {
+                actor: r.actor,
+                event: r.event,
+            })
+            .collect();
+        left -= entries.len();
+        log.append(entries).await?;
+    }
+    log.close().await;
+    drop(log);
+
+    let log = open(&path).await?;
+    let head = log.head();
+    let started = Instant::now();
+    let mut replayed = State::default();
+    let mut next = Offset::FIRST;
+    while next.get() <= head {
+        let records = log.read(next, CHUNK)?;
+        next = records.last().context("short read")?.offset.next();
+        for r in &records {
+            replayed.apply(r);
+        }
+    }
+    let from_log = started.elapsed();
+    anyhow::ensure!(
+        replayed.offset == head,
+        "replayed {} of {head}",
+        replayed.offset
+    );
+    drop(replayed);
+    println!(
+        "| from the log after reopening (read, decode, fold) | {:.0} | {} MiB |",
+        head as f64 / from_log.as_secs_f64(),
+        peak_rss_mib()
+    );
+
+    // As a master does it: the live fold, writing checkpoints as it goes.
+    let mut config = ProjectorConfig::new(dir.join("checkpoints"));
+    config.as_of_cache = 0;
+    let started = Instant::now();
+    let projector = Projector::start(log.clone(), config).await?;
+    projector.wait_for(head).await?;
+    let live = started.elapsed();
+    let checkpoints = projector.checkpoints();
+    let checkpoint_bytes: u64 = std::fs::read_dir(dir.join("checkpoints"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "| a master's live fold from the log, writing checkpoints | {:.0} | {} MiB |",
+        head as f64 / live.as_secs_f64(),
+        peak_rss_mib()
+    );
+    println!();
+    let spacing = checkpoints
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .min()
+        .unwrap_or(0);
+    println!(
+        "checkpoints: {} kept, every {spacing} records, {:.0} MiB on disk in all",
+        checkpoints.len(),
+        checkpoint_bytes as f64 / (1 << 20) as f64
+    );
+
+    // The state as of offsets spread over the whole log (a golden-ratio walk), every one
+    // computed afresh: no as-of cache.
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut middle = Duration::ZERO;
+    let targets = (0..as_of_queries as u64).map(|k| 1 + (k * 0x9e37_79b9) % head);
+    for (k, offset) in std::iter::once(head / 2 + spacing / 2)
+        .chain(targets)
+        .enumerate()
+    {
+        let started = Instant::now();
+        let view = projector.as_of(offset).await?;
+        let took = started.elapsed();
+        anyhow::ensure!(view.offset == offset, "as of {offset} gave {}", view.offset);
+        drop(view);
+        if k == 0 {
+            middle = took;
+        } else {
+            latency.record(took.as_micros() as u64)?;
+        }
+    }
+    println!();
+    println!("| asOf, {as_of_queries} offsets over the log | p50 | p99 | max | the middle, halfway between checkpoints |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| state as of an offset | {} | {} | {} | {} |",
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max()),
+        ms(middle.as_micros() as u64),
+    );
+    println!("peak RSS of the process: {} MiB", peak_rss_mib());
+    log.close().await;
+    Ok(())
+}
