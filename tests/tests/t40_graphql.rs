@@ -576,8 +576,9 @@ fn checkpoints_are_only_a_cache() {
     let head = wait_folded(&dev);
     let checkpoints = data.join("checkpoints");
     let files = || std::fs::read_dir(&checkpoints).unwrap().count();
+    // While one is being written the next is skipped, so how many exist depends on speed.
     wait_until("checkpoints are written", Duration::from_secs(30), || {
-        files() >= 4
+        files() >= 2
     });
     assert!(files() <= 8, "at most checkpoints-kept remain");
 
@@ -635,7 +636,7 @@ fn checkpoints_are_only_a_cache() {
     wait_until(
         "checkpoints are written again",
         Duration::from_secs(30),
-        || files() >= 2,
+        || files() >= 1,
     );
     dev.stop();
 
