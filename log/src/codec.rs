@@ -72,11 +72,15 @@ impl<'a> Frame<'a> {
                 supported: MAX_READ_FORMAT,
             });
         }
-        let entry: Entry =
-            serde_json::from_slice(self.payload()).map_err(|source| Error::Decode {
-                offset: h.offset,
-                source,
-            })?;
+        // Validated as UTF-8 once, as a whole: `from_str` then skips checking each string.
+        let text = std::str::from_utf8(self.payload()).map_err(|e| Error::Corrupt {
+            offset: h.offset,
+            detail: format!("payload is not UTF-8: {e}"),
+        })?;
+        let entry: Entry = serde_json::from_str(text).map_err(|source| Error::Decode {
+            offset: h.offset,
+            source,
+        })?;
         let offset = Offset::new(h.offset).ok_or_else(|| Error::Corrupt {
             offset: 0,
             detail: "offset 0 in a frame".into(),

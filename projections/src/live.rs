@@ -316,7 +316,9 @@ impl Projector {
                 "the record at {offset} is not the one it was taken at"
             ));
         }
-        let state: State = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        // Validated as UTF-8 once, as a whole: `from_str` then skips checking each string.
+        let body = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+        let state: State = serde_json::from_str(body).map_err(|e| e.to_string())?;
         if state.offset != offset || state.retention != self.inner.config.retention {
             return Err("holds another offset or retention".into());
         }

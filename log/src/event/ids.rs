@@ -150,19 +150,109 @@ impl Timestamp {
 
     /// Parses RFC 3339 (any offset; kept as UTC).
     pub fn parse_rfc3339(s: &str) -> Result<Self, chrono::ParseError> {
+        if let Some(t) = Self::parse_canonical(s.as_bytes()) {
+            return Ok(t);
+        }
         Ok(Self::from_datetime(
             DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc),
         ))
+    }
+
+    /// The canonical form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, which is every timestamp cairn
+    /// writes: parsed without chrono, because states and records hold many of them (chrono's
+    /// general parser was a large share of loading a checkpoint). Anything else is `None`
+    /// and goes to chrono.
+    fn parse_canonical(b: &[u8]) -> Option<Self> {
+        if b.len() != 27
+            || (b[4], b[7], b[10], b[13], b[16], b[19], b[26])
+                != (b'-', b'-', b'T', b':', b':', b'.', b'Z')
+        {
+            return None;
+        }
+        let num = |range: std::ops::Range<usize>| -> Option<i64> {
+            b[range].iter().try_fold(0i64, |n, d| {
+                d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+            })
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let micros = num(20..26)?;
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        Some(Self(secs * 1_000_000 + micros))
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day since 1970-01-01: the inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &self
-                .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        )
+        let secs = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        if !(0..=9999).contains(&year) {
+            // Outside four-digit years, chrono's own spelling.
+            let at = self.to_datetime();
+            return f.write_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
+        }
+        // The canonical form, written without chrono (see `parse_canonical`).
+        let of_day = secs.rem_euclid(86_400);
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: i64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3_600);
+        put(14, 2, of_day % 3_600 / 60);
+        put(17, 2, of_day % 60);
+        put(20, 6, micros);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -174,8 +264,19 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+        // A visitor rather than `Cow<str>`, which serde always makes owned: no allocation per
+        // timestamp.
+        struct Rfc3339;
+        impl serde::de::Visitor<'_> for Rfc3339 {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_rfc3339(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Rfc3339)
     }
 }
 
@@ -272,6 +373,56 @@ fn port_difference(a: &[PortRange], b: &[PortRange]) -> Option<Vec<PortRange>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_read_and_write_their_canonical_form_as_chrono_does() {
+        let chrono_spelling =
+            |t: Timestamp| t.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut micros: i64 = -62_135_596_800_000_000; // 0001-01-01
+        while micros < 253_402_300_799_999_999 {
+            // 9999-12-31T23:59:59.999999
+            let t = Timestamp::from_micros(micros);
+            let text = t.to_string();
+            assert_eq!(text, chrono_spelling(t));
+            assert_eq!(Timestamp::parse_rfc3339(&text).unwrap(), t, "{text}");
+            micros += 863_999_999_937; // about ten days, never landing on the same time of day
+        }
+        for text in [
+            "2024-02-29T23:59:59.999999Z",
+            "2000-02-29T00:00:00.000000Z",
+            "1969-12-31T23:59:59.999999Z",
+        ] {
+            let t = Timestamp::parse_rfc3339(text).unwrap();
+            assert_eq!(t.to_string(), text);
+            assert_eq!(
+                Some(t),
+                Some(Timestamp::from_datetime(
+                    DateTime::parse_from_rfc3339(text)
+                        .unwrap()
+                        .with_timezone(&Utc)
+                ))
+            );
+        }
+        // Not canonical: chrono decides, as before.
+        for bad in [
+            "2023-02-29T00:00:00.000000Z",
+            "2024-13-01T00:00:00.000000Z",
+            "2024-01-01T24:00:00.000000Z",
+        ] {
+            assert!(
+                Timestamp::parse_canonical(bad.as_bytes()).is_none(),
+                "{bad}"
+            );
+            assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
+        }
+        assert!(Timestamp::parse_canonical(b"2024-01-01 00:00:00.000000Z").is_none());
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-26T14:29:21+01:00")
+                .unwrap()
+                .to_string(),
+            "2026-11-26T13:29:21.000000Z"
+        );
+    }
 
     fn ports(ranges: &[(u16, u16)]) -> Resources {
         Resources {
