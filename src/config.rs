@@ -26,6 +26,10 @@
 //! ended-tasks-kept = 10000     # terminal tasks kept in the read models (all stay in the log)
 //! ended-runs-kept = 10000      # finished job runs kept
 //! audit-entries-kept = 10000   # audit entries kept (older ones: as of an earlier offset)
+//!
+//! [agents]
+//! timeout-secs = 75            # disconnected this long, an agent and its tasks are lost
+//! reconnect-grace-secs = 15    # a new leader waits this long for agents to reconnect
 //! ```
 
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use cairn_projections::live::ProjectorConfig;
+use cairn_scheduler::RunnerConfig;
 use serde::Deserialize;
 
 /// How logs are written to stderr.
@@ -97,6 +102,23 @@ impl Default for ProjectionsSection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentsSection {
+    pub timeout_secs: u64,
+    pub reconnect_grace_secs: u64,
+}
+
+impl Default for AgentsSection {
+    fn default() -> Self {
+        let d = RunnerConfig::default();
+        Self {
+            timeout_secs: d.agent_timeout.as_secs(),
+            reconnect_grace_secs: d.reconnect_grace.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MasterConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -107,6 +129,7 @@ pub struct MasterConfig {
     pub log_level: String,
     pub log: LogSection,
     pub projections: ProjectionsSection,
+    pub agents: AgentsSection,
 }
 
 impl Default for MasterConfig {
@@ -120,6 +143,7 @@ impl Default for MasterConfig {
             log_level: "info".to_owned(),
             log: LogSection::default(),
             projections: ProjectionsSection::default(),
+            agents: AgentsSection::default(),
         }
     }
 }
@@ -136,6 +160,21 @@ pub struct MasterFlags {
     /// The member with the smallest id creates the cluster on first start.
     #[arg(long, env = "CAIRN_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+}
+
+/// The flags of `cairn dev`: the common ones, plus its agent.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct DevFlags {
+    #[command(flatten)]
+    pub common: CommonFlags,
+    /// Address of the built-in agent's endpoints [default: 127.0.0.1:5051].
+    #[arg(long, env = "CAIRN_AGENT_LISTEN")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Run the master alone, without the built-in agent.
+    #[arg(long)]
+    pub no_agent: bool,
+    #[command(flatten)]
+    pub resources: crate::agent_cmd::ResourceFlags,
 }
 
 /// The flags (each also read from its `CAIRN_*` variable) that override the file.
@@ -240,6 +279,7 @@ impl MasterConfig {
                 "projections.audit-entries-kept",
                 projections.audit_entries_kept,
             ),
+            ("agents.timeout-secs", self.agents.timeout_secs as usize),
         ] {
             if value == 0 {
                 bail!("{name}: must be at least 1");
@@ -290,6 +330,14 @@ impl MasterConfig {
 }
 
 impl MasterConfig {
+    /// The runner's configuration.
+    pub fn runner_config(&self) -> RunnerConfig {
+        RunnerConfig {
+            agent_timeout: std::time::Duration::from_secs(self.agents.timeout_secs),
+            reconnect_grace: std::time::Duration::from_secs(self.agents.reconnect_grace_secs),
+        }
+    }
+
     /// The projections' configuration under this data dir.
     pub fn projector_config(&self) -> ProjectorConfig {
         let mut c = ProjectorConfig::new(self.data_dir.join("checkpoints"));

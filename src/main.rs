@@ -1,6 +1,8 @@
 //! `cairn`: the one binary. Parses the command line and wires the crates together; no domain
 //! logic lives here (nothing depends on this package).
 
+mod agent_api;
+mod agent_cmd;
 mod api;
 mod bench;
 mod cluster_cmd;
@@ -8,6 +10,7 @@ mod config;
 mod log_cmd;
 mod master;
 mod query_cmd;
+mod task_cmd;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -27,14 +30,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a single-node master on loopback, data in ./cairn-data.
-    Dev(config::CommonFlags),
+    /// Run a single-node master and an agent on loopback, data in ./cairn-data.
+    Dev(config::DevFlags),
     /// Run one master of a replicated cluster.
     Master(config::MasterFlags),
+    /// Run an agent: offer this machine's resources to the masters and run their tasks.
+    Agent(agent_cmd::AgentFlags),
+    /// Run one task's executor (started by an agent).
+    #[command(hide = true)]
+    Executor { sandbox: std::path::PathBuf },
     /// Inspect and change a running cluster of masters.
     Cluster {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
+    },
+    /// Run, kill and inspect one-off tasks, and read their logs.
+    Task {
+        #[command(subcommand)]
+        command: task_cmd::TaskCommand,
     },
     /// Ask a running cluster a GraphQL query and print the answer.
     Query(query_cmd::QueryArgs),
@@ -59,7 +72,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(flags) => master::dev(flags),
         Command::Master(flags) => master::master(flags),
+        Command::Agent(flags) => agent_cmd::main(flags),
+        Command::Executor { sandbox } => Ok(agent_cmd::executor(sandbox)),
         Command::Cluster { command } => cluster_cmd::main(command),
+        Command::Task { command } => task_cmd::main(command),
         Command::Query(args) => query_cmd::query(args),
         Command::Events(args) => query_cmd::events(args),
         Command::State(args) => query_cmd::state(args),

@@ -8,6 +8,7 @@
 //! `cairn dev` is a master whose cluster is itself.
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +19,15 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use cairn_agent::AgentConfig;
 use cairn_log::engine::{Log, SystemClock};
 use cairn_projections::live::Projector;
+use cairn_scheduler::Runner;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{CommonFlags, MasterConfig, MasterFlags};
+use crate::config::{DevFlags, MasterConfig, MasterFlags};
 
 #[derive(Debug, Clone)]
 struct Ops {
@@ -32,28 +35,51 @@ struct Ops {
     registry: Arc<Registry>,
 }
 
-/// `cairn dev`.
-pub fn dev(flags: CommonFlags) -> anyhow::Result<ExitCode> {
-    let config = MasterConfig::load(&flags)?;
-    run_process(config, "cairn dev")
+/// `cairn dev`: a master, and beside it an agent offering this machine (unless `--no-agent`).
+pub fn dev(flags: DevFlags) -> anyhow::Result<ExitCode> {
+    let config = MasterConfig::load(&flags.common)?;
+    let agent = if flags.no_agent {
+        None
+    } else {
+        let listen = flags
+            .agent_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5051)));
+        if !listen.ip().is_loopback() {
+            bail!("agent-listen: cairn dev serves loopback only, got {listen}");
+        }
+        Some(flags.resources.agent_config(
+            vec![config.listen.to_string()],
+            config.data_dir.clone(),
+            listen,
+        )?)
+    };
+    run_process(config, agent, "cairn dev")
 }
 
 /// `cairn master`.
 pub fn master(flags: MasterFlags) -> anyhow::Result<ExitCode> {
     let config = MasterConfig::load_master(&flags)?;
-    run_process(config, "cairn master")
+    run_process(config, None, "cairn master")
 }
 
-fn run_process(config: MasterConfig, name: &'static str) -> anyhow::Result<ExitCode> {
+fn run_process(
+    config: MasterConfig,
+    agent: Option<AgentConfig>,
+    name: &'static str,
+) -> anyhow::Result<ExitCode> {
     crate::telemetry::init(config.log_format, &config.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config, name))?;
+    runtime.block_on(run(config, agent, name))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
+async fn run(
+    config: MasterConfig,
+    agent: Option<AgentConfig>,
+    name: &'static str,
+) -> anyhow::Result<()> {
     // Installed before anything is announced, so that a signal never finds the default action.
     let signals = Signals::install().context("cannot install signal handlers")?;
     std::fs::create_dir_all(&config.data_dir)
@@ -89,6 +115,14 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
     }
 
     let projector = Projector::start(log.clone(), config.projector_config()).await?;
+    let shutdown = CancellationToken::new();
+    let runner = Runner::start(
+        log.clone(),
+        projector.clone(),
+        Arc::new(SystemClock),
+        config.runner_config(),
+        shutdown.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -104,14 +138,17 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
         .with_state(ops)
         .merge(crate::api::routes(log.clone()))
         .merge(crate::api::state_routes(projector.clone()))
-        .merge(cairn_graphql::router(projector, log.clone()))
+        .merge(crate::agent_api::routes(runner.clone()))
+        .merge(cairn_graphql::router(projector, log.clone(), runner))
         .merge(log.peer_routes());
-    let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));
     let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
     );
     // Serving already: the other members must reach this one for a leader to be elected.
     tokio::select! {
@@ -130,7 +167,11 @@ async fn run(config: MasterConfig, name: &'static str) -> anyhow::Result<()> {
         head = log.head(),
         "{name} is serving on http://{}", config.listen
     );
+    let agent = agent.map(|agent| tokio::spawn(cairn_agent::run(agent, shutdown.clone())));
     server.await.context("server task")??;
+    if let Some(agent) = agent {
+        agent.await.context("agent task")??;
+    }
     log.close().await;
     info!(
         head = log.head(),
@@ -202,13 +243,13 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
 }
 
 /// SIGTERM and SIGINT, caught.
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Self> {
+    pub(crate) fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Self {
             term: signal(SignalKind::terminate())?,
@@ -218,7 +259,7 @@ impl Signals {
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.
-async fn stop_on_signal(mut signals: Signals, token: CancellationToken) {
+pub(crate) async fn stop_on_signal(mut signals: Signals, token: CancellationToken) {
     tokio::select! {
         _ = signals.term.recv() => info!("SIGTERM: shutting down"),
         _ = signals.int.recv() => info!("SIGINT: shutting down"),

@@ -64,13 +64,13 @@ pub struct StateArgs {
     masters: Masters,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-fn http() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?)
@@ -247,19 +247,44 @@ fn print_event(event: &Value, output: Output) -> anyhow::Result<()> {
 }
 
 /// Posts a GraphQL request to the first master that answers.
-async fn graphql(masters: &Masters, query: &str, variables: Value) -> anyhow::Result<Value> {
+/// Sends a GraphQL request to the first master that answers; a write that reaches a follower
+/// is sent again to the leader it names.
+pub(crate) async fn graphql(
+    masters: &Masters,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<Value> {
     let http = http()?;
     let body = json!({ "query": query, "variables": variables });
+    // Until tokens exist, the audit trail records who the caller says they are.
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let mut last = None;
-    for addr in &masters.masters {
-        match http
+    let mut addrs: Vec<String> = masters.masters.clone();
+    let mut i = 0;
+    while i < addrs.len() && i < masters.masters.len() + 3 {
+        let addr = addrs[i].clone();
+        i += 1;
+        let response = match http
             .post(format!("http://{addr}/graphql"))
+            .header("x-cairn-user", &user)
             .json(&body)
             .send()
             .await
         {
-            Ok(response) => return Ok(response.json().await?),
-            Err(e) => last = Some(e),
+            Ok(response) => response,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let response: Value = response.json().await?;
+        let leader = &response["errors"][0]["extensions"]["leader"];
+        match (
+            response["errors"][0]["extensions"]["code"].as_str(),
+            leader.as_str(),
+        ) {
+            (Some("NOT_LEADER"), Some(leader)) => addrs.insert(i, leader.to_owned()),
+            _ => return Ok(response),
         }
     }
     bail!("masters: none of {:?} answered ({last:?})", masters.masters)

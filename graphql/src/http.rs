@@ -13,7 +13,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cairn_log::engine::Log;
+use cairn_log::event::{Actor, Origin, Principal};
 use cairn_projections::live::Projector;
+use cairn_scheduler::Runner;
 use tokio::sync::Semaphore;
 
 use crate::limits::{with_code, MAX_BODY, QUERY_TIMEOUT_SECS};
@@ -29,10 +31,10 @@ struct Api {
     websockets: Arc<Semaphore>,
 }
 
-/// The `/graphql` routes over a projector and its log.
-pub fn router(projector: Projector, log: Log) -> Router {
+/// The `/graphql` routes over a projector, its log and the runner.
+pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
     let api = Api {
-        schema: schema(projector, log),
+        schema: schema(projector, log, runner),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
     };
     Router::new()
@@ -41,6 +43,7 @@ pub fn router(projector: Projector, log: Log) -> Router {
 }
 
 async fn query(State(api): State<Api>, request: Request) -> Response {
+    let actor = actor(&request);
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
@@ -55,7 +58,7 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
         Ok(request) => request,
         Err(message) => return failure(StatusCode::BAD_REQUEST, Code::BadRequest, message),
     };
-    let request = request.data(Views::default());
+    let request = request.data(Views::default()).data(actor);
     let timeout = Duration::from_secs(QUERY_TIMEOUT_SECS);
     let response = match tokio::time::timeout(timeout, api.schema.execute(request)).await {
         Ok(response) => response,
@@ -68,6 +71,32 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
         }
     };
     json(StatusCode::OK, &response)
+}
+
+/// The caller, for the audit trail. Until tokens exist the name is what the client claims in
+/// `X-Cairn-User` (the CLI sends the login name); `anonymous` otherwise.
+fn actor(request: &Request) -> Actor {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect::<String>())
+    };
+    let remote_addr = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string());
+    Actor {
+        principal: Principal::User {
+            name: header("x-cairn-user").unwrap_or_else(|| "anonymous".into()),
+        },
+        origin: Some(Origin {
+            api: "graphql".into(),
+            remote_addr,
+            request_id: header("x-request-id"),
+        }),
+    }
 }
 
 fn parse(body: &Bytes) -> Result<async_graphql::Request, String> {

@@ -7,9 +7,9 @@
 //! **Role.** Translates GraphQL requests into reads of [`cairn_projections::live::Projector`]
 //! and of the log; it owns the schema, its limits and its error codes.
 //!
-//! **Boundary.** Reads only: it never appends (mutations arrive with the schedulers). Depends
-//! on `cairn-projections` (state, time travel) and `cairn-log` (events, subscriptions); the
-//! root binary mounts [`router`].
+//! **Boundary.** Reads the projections (state, time travel) and the log (events,
+//! subscriptions); writes only through the leader's runner (`cairn-scheduler`), which decides
+//! and appends. The root binary mounts [`router`].
 //!
 //! **Invariants.**
 //! - One request sees one state: every field without `asOf` reads the live state through a
@@ -23,17 +23,19 @@ mod events;
 mod http;
 pub mod limits;
 mod model;
+mod mutation;
 mod query;
 mod views;
 
-use async_graphql::{EmptyMutation, Schema};
+use async_graphql::Schema;
 use cairn_log::engine::Log;
 use cairn_projections::live::Projector;
+use cairn_scheduler::Runner;
 
 pub use http::router;
 
 /// The schema type served at `/graphql`.
-pub type CairnSchema = Schema<query::Query, EmptyMutation, events::Subscription>;
+pub type CairnSchema = Schema<query::Query, mutation::Mutation, events::Subscription>;
 
 /// Stable values of `extensions.code` on every error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -71,21 +73,22 @@ pub(crate) fn error(code: Code, message: impl Into<String>) -> async_graphql::Er
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
 }
 
-/// Builds the schema over a projector and its log.
-pub fn schema(projector: Projector, log: Log) -> CairnSchema {
-    Schema::build(query::Query, EmptyMutation, events::Subscription)
+/// Builds the schema over a projector, its log and the runner that takes writes.
+pub fn schema(projector: Projector, log: Log, runner: Runner) -> CairnSchema {
+    Schema::build(query::Query, mutation::Mutation, events::Subscription)
         .limit_depth(limits::MAX_DEPTH)
         .limit_complexity(limits::MAX_COMPLEXITY)
         .limit_directives(limits::MAX_DIRECTIVES)
         .extension(limits::Limits)
         .data(projector)
         .data(log)
+        .data(runner)
         .finish()
 }
 
 /// The schema's SDL, as committed in `graphql/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(query::Query, EmptyMutation, events::Subscription)
+    Schema::build(query::Query, mutation::Mutation, events::Subscription)
         .finish()
         .sdl()
 }

@@ -1,12 +1,13 @@
 //! `cairn-log`: the event vocabulary and the durable, hash-chained log that holds every
-//! cluster event forever.
+//! cluster event forever, and the wire shapes agents and masters exchange.
 //!
 //! **Role.** [`event`] defines the one vocabulary of past-tense facts (`AgentRegistered`,
 //! `TaskStatusUpdated`, `JobRunTriggered`, …) and [`Record`] the stored shape of each: offset,
 //! leader term, leader-assigned time and actor. [`codec`] frames records with a checksum and
 //! chains them by hash. With the default `engine` feature, [`engine`] replicates the log
 //! across masters with Raft (openraft), stores frames in sled with group commit, and serves
-//! reads and subscriptions.
+//! reads and subscriptions. [`protocol`] is the agent protocol's wire shapes: the agent and the
+//! master's runner both speak it, and neither may depend on the other.
 //!
 //! **Boundary.** The vocabulary and codec depend only on serde, chrono and the hash/checksum
 //! crates; sled, openraft, tokio, HTTP and metrics come only with `engine`, so `projections` and `agent` use
@@ -28,6 +29,7 @@ pub mod codec;
 pub mod engine;
 mod error;
 pub mod event;
+pub mod protocol;
 mod record;
 
 pub use error::{Error, Result};

@@ -371,6 +371,7 @@ impl State {
                     reason: None,
                     message: None,
                     healthy: None,
+                    uuid: None,
                 };
                 self.tasks.tasks.insert(
                     e.task_id.clone(),
@@ -408,6 +409,7 @@ impl State {
                     reason: e.reason.clone(),
                     message: e.message.clone(),
                     healthy: e.healthy,
+                    uuid: e.status_uuid.clone(),
                 });
                 task.state = e.state;
                 if e.healthy.is_some() {

@@ -42,6 +42,9 @@ pub struct Status {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub healthy: Option<bool>,
+    /// The agent's id for the update, so that a retried update is logged once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
 }
 
 impl Task {

@@ -1,10 +1,18 @@
-//! `cairn-scheduler`: the leader's deciders — the allocator (DRF resource offers), the apps
-//! scheduler (Marathon semantics) and the jobs scheduler (Chronos semantics).
+//! `cairn-scheduler`: the leader's deciders — the agents decider (registration,
+//! reconciliation, lost agents, command routing), one-off task placement, and (with the
+//! offers/apps and jobs issues) the allocator, the apps scheduler and the jobs scheduler.
 //!
-//! **Status.** Empty: the deciders land with the offers/apps (#6) and jobs (#7) issues.
+//! **Boundary.** Depends on `cairn-projections` and `cairn-log` (its vocabulary, the agent
+//! protocol's shapes, and the engine for the runner); nothing here serves HTTP: the binary
+//! mounts routes that call the [`runner::Runner`].
 //!
-//! **Boundary.** Depends on `cairn-projections` and `cairn-log`; nothing here serves HTTP.
-//!
-//! **Invariants.** Each decider is a pure `decide(state, now, input) -> Decision`: `now` is a
-//! parameter, ids are minted by the runner before appending, and only the `runner` module
-//! performs I/O (`clippy.toml` here forbids clocks and hash maps elsewhere).
+//! **Invariants.** Each decider is a pure function of the state and its input: `now` is a
+//! parameter, ids are minted by the runner before deciding, and only the [`runner`] module
+//! performs I/O (`clippy.toml` here forbids clocks and hash maps elsewhere). The runner takes
+//! one decision at a time, each on the state that includes every earlier one.
+
+pub mod agents;
+pub mod runner;
+pub mod tasks;
+
+pub use runner::{Error, Runner, RunnerConfig};

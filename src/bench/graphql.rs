@@ -37,7 +37,20 @@ pub async fn bench(
     let projector =
         Projector::start(log.clone(), ProjectorConfig::new(dir.join("checkpoints"))).await?;
     projector.wait_for(log.head()).await?;
-    let router = cairn_graphql::router(projector, log.clone());
+    // The synthetic agents never connect: keep the runner from marking them disconnected
+    // while the benchmark runs.
+    let quiet = cairn_scheduler::RunnerConfig {
+        agent_timeout: std::time::Duration::from_secs(86_400),
+        reconnect_grace: std::time::Duration::from_secs(86_400),
+    };
+    let runner = cairn_scheduler::Runner::start(
+        log.clone(),
+        projector.clone(),
+        std::sync::Arc::new(cairn_log::engine::SystemClock),
+        quiet,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let router = cairn_graphql::router(projector, log.clone(), runner);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/graphql", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });

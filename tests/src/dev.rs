@@ -15,19 +15,48 @@ use crate::{cairn_bin, free_port, http_to, Lines, Proc};
 #[derive(Debug)]
 pub struct Dev {
     pub port: u16,
+    /// The built-in agent's port, when it runs one.
+    pub agent_port: Option<u16>,
     proc: Proc,
     /// Its log lines (JSON, on stderr).
     pub lines: Lines,
 }
 
 impl Dev {
-    /// Starts `cairn dev` on `data_dir` and waits for it to serve.
+    /// Starts `cairn dev` without its agent on `data_dir` and waits for it to serve: its log
+    /// then holds only what the test appends (after the master's own first record).
     pub fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, None, free_port())
     }
 
-    /// Starts `cairn dev` with a config file, on `port`.
+    /// Starts `cairn dev` without its agent, with a config file, on `port`.
     pub fn start_with(data_dir: &Path, config: Option<&Path>, port: u16) -> Self {
+        Self::spawn(data_dir, config, port, None, &[])
+    }
+
+    /// Starts `cairn dev` with its agent (on a free port, offering `agent_args` such as
+    /// `--cpus 2`) and waits until the agent has registered.
+    pub fn start_with_agent(data_dir: &Path, config: Option<&Path>, agent_args: &[&str]) -> Self {
+        let dev = Self::spawn(data_dir, config, free_port(), Some(free_port()), agent_args);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = dev
+                .lines
+                .next_before(deadline)
+                .expect("the dev agent did not register");
+            if line.contains("\"registered\"") {
+                return dev;
+            }
+        }
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        config: Option<&Path>,
+        port: u16,
+        agent_port: Option<u16>,
+        agent_args: &[&str],
+    ) -> Self {
         let mut command = Command::new(cairn_bin());
         command
             .args(["dev", "--log-format", "json"])
@@ -35,6 +64,16 @@ impl Dev {
             .arg("--data-dir")
             .arg(data_dir)
             .stderr(Stdio::piped());
+        match agent_port {
+            Some(agent_port) => {
+                command
+                    .args(["--agent-listen", &format!("127.0.0.1:{agent_port}")])
+                    .args(agent_args);
+            }
+            None => {
+                command.arg("--no-agent");
+            }
+        }
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -50,7 +89,12 @@ impl Dev {
                 break;
             }
         }
-        Dev { port, proc, lines }
+        Dev {
+            port,
+            agent_port,
+            proc,
+            lines,
+        }
     }
 
     pub fn addr(&self) -> String {

@@ -31,8 +31,9 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
     for line in [
         "cairn_log_appended_records_total 1",
         "cairn_log_head_offset 1",
-        // The master's own projections follow the log.
-        "cairn_log_subscribers 1",
+        // The master's own projections follow the log, and so does the runner's command
+        // router.
+        "cairn_log_subscribers 2",
         "cairn_log_group_commits_total 1",
         "cairn_log_commit_seconds_count 1",
     ] {

@@ -756,7 +756,7 @@ impl Log {
     }
 
     /// `None` if this member leads; otherwise `Some(leader's address, if one is known)`.
-    fn leader_elsewhere(&self) -> Option<Option<String>> {
+    pub fn leader_elsewhere(&self) -> Option<Option<String>> {
         // Called on every append: read the metrics in place rather than cloning them.
         let metrics = self.raft.metrics();
         let m = metrics.borrow();

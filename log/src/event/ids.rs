@@ -113,7 +113,9 @@ impl fmt::Display for NodeId {
 
 /// A leadership term. Every record carries the term of the leader that appended it, so a
 /// component can refuse commands from a deposed leader (fencing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Term(pub u64);
 

@@ -1,0 +1,609 @@
+//! The agent process: recovers its tasks, registers with the leading master, follows its
+//! command stream, and delivers status updates until they are acknowledged.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_log::event::{AgentId, Resources, TaskId, TaskState, Timestamp};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cgroups::{Isolation, Limits};
+use crate::executor::process::{self, ProcessExecutor};
+use crate::executor::{task_env, Sandboxes};
+use crate::http::Metrics;
+use crate::store::{Identity, Store, TaskRecord};
+use crate::{Error, Result};
+use cairn_log::protocol::{
+    Ack, Command, Envelope, ErrorBody, KnownTask, Launch, Register, Registered, StatusUpdate,
+    MAX_UPDATES_PER_POST, PING_SECS,
+};
+
+/// Reconnection backoff: doubles from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Timeout of a registration or a status post (not of the command stream).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Masters as `host:port`; any of them redirects to the leader.
+    pub masters: Vec<String>,
+    /// Holds `agent/` (the durable store) and `sandboxes/`.
+    pub data_dir: PathBuf,
+    /// Where the agent's own endpoints listen.
+    pub listen: SocketAddr,
+    /// The address masters and clients reach the agent at (default: `listen`).
+    pub advertise: Option<String>,
+    pub hostname: String,
+    pub resources: Resources,
+    pub attributes: BTreeMap<String, String>,
+    /// The `cairn` binary, started as each process task's executor.
+    pub executable: PathBuf,
+    /// Time between SIGTERM and SIGKILL when a task does not set its own.
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: AgentConfig,
+    pub(crate) isolation: Isolation,
+    pub(crate) sandboxes: Sandboxes,
+    store: Store,
+    process: ProcessExecutor,
+    http: reqwest::Client,
+    pub(crate) identity: Mutex<Identity>,
+    /// Tasks the agent knows: running, or ended with their last update unacknowledged.
+    pub(crate) tasks: Mutex<BTreeMap<TaskId, TaskRecord>>,
+    /// Unacknowledged updates, in store order (mirrors the store's `updates/`).
+    pub(crate) pending: Mutex<VecDeque<(u64, StatusUpdate)>>,
+    updates: Notify,
+    /// The leading master's base URL while connected to it.
+    pub(crate) leader: watch::Sender<Option<String>>,
+    pub(crate) metrics: Metrics,
+}
+
+/// Runs an agent until `shutdown`. Its tasks keep running after it stops.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    if config.masters.is_empty() {
+        return Err(Error::Config(
+            "master: at least one master address is needed".into(),
+        ));
+    }
+    let store = Store::open(&config.data_dir.join("agent"))?;
+    let identity = store.identity()?;
+    let pending: VecDeque<_> = store.pending()?.into();
+    let isolation = Isolation::detect();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Config(format!("listen: cannot bind {}: {e}", config.listen)))?;
+    let shared = Arc::new(Shared {
+        sandboxes: Sandboxes::new(config.data_dir.join("sandboxes")),
+        process: ProcessExecutor {
+            executable: config.executable.clone(),
+            isolation,
+        },
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::Config(format!("http client: {e}")))?,
+        identity: Mutex::new(identity),
+        tasks: Mutex::new(BTreeMap::new()),
+        pending: Mutex::new(pending),
+        updates: Notify::new(),
+        leader: watch::Sender::new(None),
+        metrics: Metrics::default(),
+        isolation,
+        store,
+        config,
+    });
+    info!(
+        isolation = ?isolation,
+        listen = %shared.config.listen,
+        agent_id = ?shared.identity.lock().expect("identity").agent_id,
+        "agent starting; tasks are limited by {}",
+        match isolation {
+            Isolation::CgroupsV2 => "cgroups v2",
+            Isolation::CgroupsV1 => "cgroups v1",
+            Isolation::None => "nothing (no writable cgroup hierarchy)",
+        }
+    );
+    shared.recover()?;
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    let sender = tokio::spawn(shared.clone().send_updates(shutdown.clone()));
+    shared.clone().connect(shutdown.clone()).await;
+    let _ = sender.await;
+    let _ = server.await;
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_datetime(chrono::Utc::now())
+}
+
+impl Shared {
+    /// Picks up the tasks a previous run of the agent left: running ones are watched again,
+    /// ended ones are reported.
+    fn recover(self: &Arc<Self>) -> Result<()> {
+        let pending_tasks: std::collections::BTreeSet<TaskId> = self
+            .pending
+            .lock()
+            .expect("pending")
+            .iter()
+            .map(|(_, u)| u.task_id.clone())
+            .collect();
+        for record in self.store.tasks()? {
+            let id = record.task_id.clone();
+            if record.state.is_terminal() {
+                if pending_tasks.contains(&id) {
+                    self.tasks.lock().expect("tasks").insert(id, record);
+                } else {
+                    self.store.remove_task(&id)?;
+                }
+                continue;
+            }
+            let runtime = record.runtime.clone();
+            self.tasks.lock().expect("tasks").insert(id.clone(), record);
+            match (runtime, self.sandboxes.dir(&id)) {
+                (Some(runtime), Some(sandbox)) => {
+                    info!(task_id = %id, "recovered a task; watching it again");
+                    tokio::spawn(self.clone().monitor(id, sandbox, runtime, None));
+                }
+                _ => self.report(
+                    &id,
+                    TaskState::Failed,
+                    Some("REASON_AGENT_RESTARTED"),
+                    "the agent stopped before the task started".into(),
+                )?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a new state of `task_id` and queues the update for the master.
+    fn report(
+        &self,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: Option<&str>,
+        message: String,
+    ) -> Result<()> {
+        let update = StatusUpdate {
+            uuid: format!("{:032x}", rand::random::<u128>()),
+            task_id: task_id.clone(),
+            state,
+            reason: reason.map(str::to_owned),
+            message: Some(message),
+            healthy: None,
+            at: now(),
+        };
+        {
+            let mut tasks = self.tasks.lock().expect("tasks");
+            if let Some(record) = tasks.get_mut(task_id) {
+                record.state = state;
+                self.store.save_task(record)?;
+            }
+            let mut pending = self.pending.lock().expect("pending");
+            let seq = self.store.push_update(&update)?;
+            pending.push_back((seq, update));
+        }
+        debug!(task_id = %task_id, ?state, "status update stored");
+        self.updates.notify_one();
+        Ok(())
+    }
+
+    fn handle(self: &Arc<Self>, command: Command) -> Result<()> {
+        match command {
+            Command::Launch(launch) => self.launch(*launch),
+            Command::Kill(kill) => self.kill(&kill.task_id, kill.grace_period_secs),
+            Command::Ping => Ok(()),
+        }
+    }
+
+    fn launch(self: &Arc<Self>, launch: Launch) -> Result<()> {
+        let id = launch.task_id.clone();
+        {
+            let mut tasks = self.tasks.lock().expect("tasks");
+            if tasks.contains_key(&id) {
+                debug!(task_id = %id, "launch of a task already known; ignored");
+                return Ok(());
+            }
+            let record = TaskRecord {
+                task_id: id.clone(),
+                name: launch.name.clone(),
+                resources: launch.resources.clone(),
+                spec: launch.spec.clone(),
+                state: TaskState::Staging,
+                runtime: None,
+                kill_requested: false,
+            };
+            self.store.save_task(&record)?;
+            tasks.insert(id.clone(), record);
+        }
+        self.metrics.launches.inc();
+        let invalid = |message: String| (TaskState::Error, "REASON_TASK_INVALID", message);
+        let refused = if self.sandboxes.dir(&id).is_none() {
+            Some(invalid(format!(
+                "task_id: {id:?} may hold only letters, digits, '.', '_' and '-'"
+            )))
+        } else if self
+            .config
+            .resources
+            .checked_sub(&launch.resources)
+            .is_none()
+        {
+            Some(invalid(format!(
+                "resources: the task asks for more than this agent has ({:?})",
+                self.config.resources
+            )))
+        } else if launch
+            .spec
+            .container
+            .as_ref()
+            .is_some_and(|c| c.docker.is_some())
+        {
+            Some((
+                TaskState::Failed,
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "container.docker: this agent has no Docker executor yet".to_owned(),
+            ))
+        } else {
+            None
+        };
+        if let Some((state, reason, message)) = refused {
+            return self.report(&id, state, Some(reason), message);
+        }
+        let sandbox = self.sandboxes.dir(&id).expect("checked above");
+        self.report(&id, TaskState::Starting, None, "starting".into())?;
+        let env = task_env(&id, &launch.spec, &self.config.hostname, &sandbox);
+        let limits = Limits {
+            cpus_milli: launch.resources.cpus_milli,
+            mem_mib: launch.resources.mem_mib,
+        };
+        match self.process.start(
+            id.as_str(),
+            &sandbox,
+            &launch.spec,
+            limits,
+            env,
+            self.config.kill_grace,
+        ) {
+            Err(e) => self.report(&id, e.state, Some(e.reason), e.message),
+            Ok(started) => {
+                {
+                    let mut tasks = self.tasks.lock().expect("tasks");
+                    if let Some(record) = tasks.get_mut(&id) {
+                        record.runtime = Some(started.runtime.clone());
+                        self.store.save_task(record)?;
+                    }
+                }
+                self.report(
+                    &id,
+                    TaskState::Running,
+                    None,
+                    "the command is running".into(),
+                )?;
+                tokio::spawn(
+                    self.clone()
+                        .monitor(id, sandbox, started.runtime, started.child),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn kill(&self, id: &TaskId, grace_secs: Option<u64>) -> Result<()> {
+        let (runtime, spec_grace) = {
+            let mut tasks = self.tasks.lock().expect("tasks");
+            match tasks.get_mut(id) {
+                None => {
+                    drop(tasks);
+                    // A kill that overtook its launch (or of a task this agent never got).
+                    return self.report(
+                        id,
+                        TaskState::Killed,
+                        None,
+                        "killed before it started on this agent".into(),
+                    );
+                }
+                Some(record) if record.state.is_terminal() || record.kill_requested => {
+                    return Ok(())
+                }
+                Some(record) => {
+                    record.kill_requested = true;
+                    self.store.save_task(record)?;
+                    (record.runtime.clone(), record.spec.kill_grace_period_secs)
+                }
+            }
+        };
+        let grace = grace_secs
+            .or(spec_grace)
+            .map_or(self.config.kill_grace, Duration::from_secs);
+        info!(task_id = %id, ?grace, "killing task");
+        if let (Some(runtime), Some(sandbox)) = (runtime, self.sandboxes.dir(id)) {
+            process::kill_task(&sandbox, &runtime, grace);
+        }
+        Ok(())
+    }
+
+    /// Waits for a task's executor to end and reports the task's last state.
+    async fn monitor(
+        self: Arc<Self>,
+        id: TaskId,
+        sandbox: PathBuf,
+        runtime: crate::store::Runtime,
+        child: Option<tokio::process::Child>,
+    ) {
+        let report = process::wait(&sandbox, &runtime, child).await;
+        let kill_requested = self
+            .tasks
+            .lock()
+            .expect("tasks")
+            .get(&id)
+            .is_some_and(|t| t.kill_requested);
+        let (mut state, mut reason, message) = process::final_status(&report);
+        if kill_requested && report.error.is_none() && !report.oom {
+            (state, reason) = (TaskState::Killed, None);
+        }
+        info!(task_id = %id, ?state, %message, "task ended");
+        if let Err(e) = self.report(&id, state, reason, message) {
+            warn!(task_id = %id, error = %e, "cannot store the task's last status");
+        }
+    }
+
+    /// Tasks to list in a registration.
+    fn known_tasks(&self) -> Vec<KnownTask> {
+        self.tasks
+            .lock()
+            .expect("tasks")
+            .values()
+            .map(|t| KnownTask {
+                task_id: t.task_id.clone(),
+                state: t.state,
+            })
+            .collect()
+    }
+
+    fn agent_id(&self) -> Option<AgentId> {
+        self.identity.lock().expect("identity").agent_id.clone()
+    }
+
+    /// Registers and follows the leader's commands, reconnecting with backoff, until
+    /// `shutdown`.
+    async fn connect(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF.0;
+        while !shutdown.is_cancelled() {
+            match self.register().await {
+                Ok((base, registered)) => {
+                    backoff = BACKOFF.0;
+                    info!(leader = %base, agent_id = %registered.agent_id, term = %registered.term, "registered");
+                    self.leader.send_replace(Some(base.clone()));
+                    tokio::select! {
+                        result = self.follow(&base, &registered) => match result {
+                            Ok(()) => info!(leader = %base, "the command stream ended"),
+                            Err(e) => warn!(leader = %base, error = %e, "the command stream broke"),
+                        },
+                        () = shutdown.cancelled() => {}
+                    }
+                    self.leader.send_replace(None);
+                }
+                Err(e) => warn!(error = %e, "cannot register with a master; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+
+    /// Registers with the first master that answers (redirects lead to the leader); returns
+    /// the leader's base URL and its answer.
+    async fn register(&self) -> std::result::Result<(String, Registered), String> {
+        let request = {
+            let identity = self.identity.lock().expect("identity");
+            Register {
+                agent_id: identity.agent_id.clone(),
+                hostname: self.config.hostname.clone(),
+                address: self
+                    .config
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| self.config.listen.to_string()),
+                resources: self.config.resources.clone(),
+                attributes: self.config.attributes.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                tasks: self.known_tasks(),
+                term: identity.term,
+            }
+        };
+        let mut errors = Vec::new();
+        for master in &self.config.masters {
+            let url = format!("http://{master}/v1/agents/register");
+            let response = match self
+                .http
+                .post(&url)
+                .timeout(REQUEST_TIMEOUT)
+                .json(&request)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{master}: {e}"));
+                    continue;
+                }
+            };
+            let leader = response.url().clone();
+            if !response.status().is_success() {
+                let status = response.status();
+                let body: Option<ErrorBody> = response.json().await.ok();
+                errors.push(format!(
+                    "{master}: {status} {}",
+                    body.map(|b| b.error).unwrap_or_default()
+                ));
+                continue;
+            }
+            let registered: Registered = response
+                .json()
+                .await
+                .map_err(|e| format!("{master}: bad registration answer: {e}"))?;
+            let base = format!(
+                "http://{}:{}",
+                leader.host_str().unwrap_or_default(),
+                leader.port_or_known_default().unwrap_or(80)
+            );
+            let mut identity = self.identity.lock().expect("identity");
+            if registered.term < identity.term {
+                errors.push(format!(
+                    "{base} leads term {}, but this agent already obeyed term {}",
+                    registered.term, identity.term
+                ));
+                continue;
+            }
+            let fresh = Identity {
+                agent_id: Some(registered.agent_id.clone()),
+                term: registered.term,
+            };
+            if *identity != fresh {
+                self.store
+                    .save_identity(&fresh)
+                    .map_err(|e| e.to_string())?;
+                *identity = fresh;
+            }
+            return Ok((base, registered));
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Follows the leader's command stream until it ends, breaks, or goes quiet.
+    async fn follow(
+        self: &Arc<Self>,
+        base: &str,
+        registered: &Registered,
+    ) -> std::result::Result<(), String> {
+        let url = format!("{base}/v1/agents/{}/commands", registered.agent_id);
+        let mut response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?;
+        let quiet = Duration::from_secs(3 * PING_SECS);
+        let mut buffer: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(quiet, response.chunk()).await {
+                Err(_) => return Err(format!("no word from the leader for {quiet:?}")),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let envelope: Envelope = serde_json::from_slice(&line)
+                    .map_err(|e| format!("bad command from the leader: {e}"))?;
+                {
+                    let mut identity = self.identity.lock().expect("identity");
+                    if envelope.term < identity.term {
+                        self.metrics.refused.inc();
+                        return Err(format!(
+                            "refused a command from term {}: this agent obeys term {}",
+                            envelope.term, identity.term
+                        ));
+                    }
+                    if envelope.term > identity.term {
+                        identity.term = envelope.term;
+                        self.store
+                            .save_identity(&identity)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                self.handle(envelope.command).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    /// Sends stored updates to the leader, oldest first, forgetting each once acknowledged.
+    async fn send_updates(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut leader = self.leader.subscribe();
+        while !shutdown.is_cancelled() {
+            let batch: Vec<(u64, StatusUpdate)> = self
+                .pending
+                .lock()
+                .expect("pending")
+                .iter()
+                .take(MAX_UPDATES_PER_POST)
+                .cloned()
+                .collect();
+            let base = leader.borrow_and_update().clone();
+            let (Some(base), Some(agent_id), false) = (base, self.agent_id(), batch.is_empty())
+            else {
+                tokio::select! {
+                    () = self.updates.notified() => {}
+                    _ = leader.changed() => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            };
+            let updates: Vec<&StatusUpdate> = batch.iter().map(|(_, u)| u).collect();
+            let sent = self
+                .http
+                .post(format!("{base}/v1/agents/{agent_id}/status"))
+                .timeout(REQUEST_TIMEOUT)
+                .json(&updates)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            let acks: Vec<Ack> = match sent {
+                Ok(response) => response.json().await.unwrap_or_default(),
+                Err(e) => {
+                    warn!(error = %e, "cannot deliver status updates; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = leader.changed() => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if let Err(e) = self.acknowledged(&batch, &acks) {
+                warn!(error = %e, "cannot forget acknowledged updates");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    fn acknowledged(&self, batch: &[(u64, StatusUpdate)], acks: &[Ack]) -> Result<()> {
+        for (seq, update) in batch {
+            let Some(ack) = acks.iter().find(|a| a.uuid == update.uuid) else {
+                continue;
+            };
+            debug!(task_id = %update.task_id, offset = ack.offset, "update acknowledged");
+            self.store.acknowledge(*seq)?;
+            {
+                let mut pending = self.pending.lock().expect("pending");
+                pending.retain(|(s, _)| s != seq);
+            }
+            if update.state.is_terminal() {
+                let mut tasks = self.tasks.lock().expect("tasks");
+                let done = tasks
+                    .get(&update.task_id)
+                    .is_some_and(|t| t.state.is_terminal());
+                if done {
+                    tasks.remove(&update.task_id);
+                    self.store.remove_task(&update.task_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

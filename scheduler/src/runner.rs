@@ -1,0 +1,599 @@
+//! The leader's runner: the one place in this crate that performs I/O. It reads the live
+//! projections, asks a decider, appends what it decides (one decision at a time, so two never
+//! act on the same state), serves agents their command streams, and watches for agents that
+//! go quiet.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_log::engine::{Clock, Log};
+use cairn_log::event::{Actor, AgentId, Entry, Event, Principal, TaskId, TaskKillRequested, Term};
+use cairn_log::protocol::{
+    Ack, Command, Envelope, KnownTask, Register, Registered, StatusUpdate, MAX_UPDATES_PER_POST,
+    PING_SECS,
+};
+use cairn_log::Offset;
+use cairn_projections::live::Projector;
+use cairn_projections::State;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::agents::{self, Router, StatusOutcome};
+use crate::tasks::{self, PlaceError, TaskRequest};
+
+/// Commands queued for one agent's stream before the agent counts as too slow (its stream is
+/// then closed; it reconnects and is sent what it missed).
+const ROUTE_BUFFER: usize = 4096;
+/// Most tasks an agent may list when it registers.
+pub const MAX_KNOWN_TASKS: usize = 100_000;
+/// How often the runner looks for agents that went quiet.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// How long an agent may stay disconnected before it and its tasks are lost (Mesos: 75 s,
+    /// five missed 15 s pings).
+    pub agent_timeout: Duration,
+    /// How long a new leader waits for agents to reconnect before it marks the silent ones
+    /// disconnected.
+    pub reconnect_grace: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            agent_timeout: Duration::from_secs(75),
+            reconnect_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The runner's one error type; each variant maps to one API status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("this master does not lead{}", .leader.as_ref().map(|l| format!(" (the leader is {l})")).unwrap_or_else(|| " and no leader is known".into()))]
+    NotLeader { leader: Option<String> },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Unplaceable(#[from] PlaceError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Log(cairn_log::Error),
+    #[error(transparent)]
+    Projection(#[from] cairn_projections::live::Error),
+}
+
+impl From<cairn_log::Error> for Error {
+    fn from(e: cairn_log::Error) -> Self {
+        match e {
+            cairn_log::Error::NotLeader { leader } => Self::NotLeader { leader },
+            e => Self::Log(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    log: Log,
+    projector: Projector,
+    clock: Arc<dyn Clock>,
+    config: RunnerConfig,
+    /// Serializes decisions: each sees the state every earlier one produced.
+    writes: tokio::sync::Mutex<()>,
+    /// Agents registered with this leader. Also guards `routed` (see `commands`).
+    sessions: Mutex<Sessions>,
+    generations: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    agents: BTreeMap<AgentId, Session>,
+    /// The last offset the router has routed.
+    routed: u64,
+}
+
+#[derive(Debug)]
+struct Session {
+    generation: u64,
+    /// What the agent listed at registration.
+    known: Vec<KnownTask>,
+    /// Where the router sends the agent's commands while its stream is open.
+    route: Option<mpsc::Sender<Command>>,
+}
+
+/// What a decision appends, as whom, and what it answers.
+struct Decision<T> {
+    actor: Actor,
+    events: Vec<Event>,
+    out: T,
+}
+
+impl Runner {
+    /// Starts the runner's background work (routing commands, watching agents) until `stop`.
+    pub fn start(
+        log: Log,
+        projector: Projector,
+        clock: Arc<dyn Clock>,
+        config: RunnerConfig,
+        stop: CancellationToken,
+    ) -> Self {
+        let runner = Self {
+            inner: Arc::new(Inner {
+                log,
+                projector,
+                clock,
+                config,
+                writes: tokio::sync::Mutex::new(()),
+                sessions: Mutex::new(Sessions::default()),
+                generations: AtomicU64::new(1),
+            }),
+        };
+        tokio::spawn(runner.clone().route(stop.clone()));
+        tokio::spawn(runner.clone().watch_agents(stop));
+        runner
+    }
+
+    fn ensure_leader(&self) -> Result<()> {
+        match self.inner.log.leader_elsewhere() {
+            None => Ok(()),
+            Some(leader) => Err(Error::NotLeader { leader }),
+        }
+    }
+
+    fn master(&self) -> Actor {
+        Actor::master(cairn_log::event::NodeId(self.inner.log.status().node_id))
+    }
+
+    /// Decides on the current state and appends the decision, one decision at a time;
+    /// returns once the projections include it.
+    async fn write<T>(
+        &self,
+        decide: impl FnOnce(&State) -> Result<Decision<T>>,
+    ) -> Result<(Option<cairn_log::engine::Appended>, T)> {
+        self.ensure_leader()?;
+        let _turn = self.inner.writes.lock().await;
+        self.inner.projector.wait_for(self.inner.log.head()).await?;
+        let decision = {
+            let view = self.inner.projector.current().await;
+            decide(&view)?
+        };
+        if decision.events.is_empty() {
+            return Ok((None, decision.out));
+        }
+        let entries = decision
+            .events
+            .into_iter()
+            .map(|event| Entry {
+                actor: decision.actor.clone(),
+                event,
+            })
+            .collect();
+        let appended = self.inner.log.append(entries).await?;
+        self.inner.projector.wait_for(appended.last.get()).await?;
+        Ok((Some(appended), decision.out))
+    }
+
+    /// An agent registers (or re-registers): logs it, reconciles its tasks, and opens a
+    /// session for its command stream.
+    pub async fn register(&self, request: Register) -> Result<Registered> {
+        if request.hostname.trim().is_empty() {
+            return Err(Error::Invalid("hostname: must not be empty".into()));
+        }
+        if request.address.trim().is_empty() {
+            return Err(Error::Invalid("address: must not be empty".into()));
+        }
+        if request.tasks.len() > MAX_KNOWN_TASKS {
+            return Err(Error::Invalid(format!(
+                "tasks: {} listed, at most {MAX_KNOWN_TASKS}",
+                request.tasks.len()
+            )));
+        }
+        let term = self.inner.log.term();
+        if request.term > term {
+            return Err(Error::NotLeader { leader: None });
+        }
+        let minted = AgentId::new(format!("{:016x}-S0", mint())).expect("a valid id");
+        let (appended, agent_id) = self
+            .write(|state| {
+                let registration = agents::register(state, &request, minted);
+                Ok(Decision {
+                    actor: Actor {
+                        principal: Principal::Agent {
+                            agent_id: registration.agent_id.clone(),
+                        },
+                        origin: None,
+                    },
+                    events: registration.events,
+                    out: registration.agent_id,
+                })
+            })
+            .await?;
+        let appended = appended.expect("a registration is always logged");
+        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
+        self.inner.sessions.lock().expect("sessions").agents.insert(
+            agent_id.clone(),
+            Session {
+                generation,
+                known: request.tasks,
+                route: None,
+            },
+        );
+        info!(%agent_id, hostname = %request.hostname, offset = appended.last.get(), "agent registered");
+        Ok(Registered {
+            agent_id,
+            term: appended.term,
+            offset: appended.last.get(),
+        })
+    }
+
+    /// Opens `agent_id`'s command stream: first what it must catch up on, then every command
+    /// the log produces for it, with pings between; it ends when this master stops leading.
+    pub async fn commands(&self, agent_id: AgentId) -> Result<mpsc::Receiver<Envelope>> {
+        self.ensure_leader()?;
+        let term = self.inner.log.term();
+        let (route_tx, route_rx) = mpsc::channel(ROUTE_BUFFER);
+        // Route first, then take the state at or after the router's position: nothing falls
+        // between the two (a command in both is harmless; launches and kills are idempotent).
+        let (generation, known, routed) = {
+            let mut sessions = self.inner.sessions.lock().expect("sessions");
+            let routed = sessions.routed;
+            let Some(session) = sessions.agents.get_mut(&agent_id) else {
+                return Err(Error::NotFound(format!(
+                    "agent {agent_id} has not registered with this leader"
+                )));
+            };
+            session.generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
+            session.route = Some(route_tx);
+            (session.generation, session.known.clone(), routed)
+        };
+        self.inner.projector.wait_for(routed).await?;
+        let initial = {
+            let view = self.inner.projector.current().await;
+            agents::on_connect(&view, &agent_id, &known)
+        };
+        let (out, rx) = mpsc::channel(64);
+        tokio::spawn(
+            self.clone()
+                .session(agent_id, generation, term, initial, route_rx, out),
+        );
+        Ok(rx)
+    }
+
+    async fn session(
+        self,
+        agent_id: AgentId,
+        generation: u64,
+        term: Term,
+        initial: Vec<Command>,
+        mut routed: mpsc::Receiver<Command>,
+        out: mpsc::Sender<Envelope>,
+    ) {
+        let envelope = |command| Envelope { term, command };
+        let mut open = true;
+        for command in initial {
+            if out.send(envelope(command)).await.is_err() {
+                open = false;
+                break;
+            }
+        }
+        let mut ping = tokio::time::interval(Duration::from_secs(PING_SECS));
+        while open {
+            open = tokio::select! {
+                command = routed.recv() => match command {
+                    Some(command) => out.send(envelope(command)).await.is_ok(),
+                    None => false,
+                },
+                _ = ping.tick() => {
+                    let leading = self.inner.log.leader_elsewhere().is_none()
+                        && self.inner.log.term() == term;
+                    leading && out.send(envelope(Command::Ping)).await.is_ok()
+                }
+                () = out.closed() => false,
+            };
+        }
+        let mine = {
+            let mut sessions = self.inner.sessions.lock().expect("sessions");
+            let mine = sessions
+                .agents
+                .get(&agent_id)
+                .is_some_and(|s| s.generation == generation);
+            if mine {
+                sessions.agents.remove(&agent_id);
+            }
+            mine
+        };
+        if mine {
+            info!(%agent_id, "the agent's command stream closed");
+            let actor = self.master();
+            let result = self
+                .write(|state| {
+                    Ok(Decision {
+                        actor,
+                        events: agents::disconnected(state, &agent_id, "its command stream closed"),
+                        out: (),
+                    })
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(%agent_id, error = %e, "cannot record the agent's disconnection");
+            }
+        }
+    }
+
+    /// Logs a batch of an agent's status updates; answers each with the offset where it is
+    /// logged (0 for one that cannot be: an unknown task, or one that already ended).
+    pub async fn statuses(
+        &self,
+        agent_id: AgentId,
+        updates: Vec<StatusUpdate>,
+    ) -> Result<Vec<Ack>> {
+        if updates.len() > MAX_UPDATES_PER_POST {
+            return Err(Error::Invalid(format!(
+                "updates: {} in one request, at most {MAX_UPDATES_PER_POST}",
+                updates.len()
+            )));
+        }
+        let (appended, outcomes) = self
+            .write(|state| {
+                if !state.cluster.agents.contains_key(&agent_id) {
+                    return Err(Error::NotFound(format!("agent {agent_id} is unknown")));
+                }
+                let outcomes = agents::statuses(state, &agent_id, &updates);
+                let events = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        StatusOutcome::Log(event) => Some((**event).clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Ok(Decision {
+                    actor: Actor {
+                        principal: Principal::Agent {
+                            agent_id: agent_id.clone(),
+                        },
+                        origin: None,
+                    },
+                    events,
+                    out: outcomes,
+                })
+            })
+            .await?;
+        let mut next = appended.map_or(0, |a| a.first.get());
+        Ok(updates
+            .iter()
+            .zip(outcomes)
+            .map(|(update, outcome)| {
+                let offset = match outcome {
+                    StatusOutcome::Log(_) => {
+                        next += 1;
+                        next - 1
+                    }
+                    StatusOutcome::Logged(offset) => offset,
+                    StatusOutcome::Dropped(why) => {
+                        warn!(%agent_id, task_id = %update.task_id, %why, "status update dropped");
+                        0
+                    }
+                };
+                Ack {
+                    uuid: update.uuid.clone(),
+                    offset,
+                }
+            })
+            .collect())
+    }
+
+    /// Places and launches a one-off task; returns its id and the offset of its launch.
+    pub async fn launch_task(&self, actor: Actor, request: TaskRequest) -> Result<(TaskId, u64)> {
+        if request.ports > tasks::MAX_PORTS {
+            return Err(Error::Invalid(format!(
+                "ports: {} asked for, at most {}",
+                request.ports,
+                tasks::MAX_PORTS
+            )));
+        }
+        let task_id = TaskId::new(format!("{}.{:016x}", sanitize(&request.name), mint()))
+            .map_err(|e| Error::Invalid(format!("name: {e}")))?;
+        let (appended, ()) = self
+            .write(|state| {
+                let event = tasks::place(state, &request, task_id.clone())?;
+                Ok(Decision {
+                    actor,
+                    events: vec![event],
+                    out: (),
+                })
+            })
+            .await?;
+        let offset = appended.map_or(0, |a| a.last.get());
+        Ok((task_id, offset))
+    }
+
+    /// Asks for a task to be killed; returns the offset of the request.
+    pub async fn kill_task(
+        &self,
+        actor: Actor,
+        task_id: TaskId,
+        grace_period_secs: Option<u64>,
+    ) -> Result<u64> {
+        let (appended, ()) = self
+            .write(|state| {
+                let Some(task) = state.tasks.tasks.get(&task_id) else {
+                    return Err(Error::NotFound(format!("task {task_id} is unknown")));
+                };
+                if task.is_terminal() {
+                    return Err(Error::Conflict(format!(
+                        "task {task_id} has already ended ({:?})",
+                        task.state
+                    )));
+                }
+                Ok(Decision {
+                    actor,
+                    events: vec![Event::TaskKillRequested(TaskKillRequested {
+                        task_id: task_id.clone(),
+                        grace_period_secs,
+                        reason: "asked for by a user".into(),
+                    })],
+                    out: (),
+                })
+            })
+            .await?;
+        Ok(appended.map_or(0, |a| a.last.get()))
+    }
+
+    /// Sends each committed command to the session of the agent it is for.
+    async fn route(self, stop: CancellationToken) {
+        let log = &self.inner.log;
+        let start = log.head();
+        if self.inner.projector.wait_for(start).await.is_err() {
+            return;
+        }
+        let mut router = Router::new(&*self.inner.projector.current().await);
+        self.inner.sessions.lock().expect("sessions").routed = start;
+        let mut from = Offset::new(start + 1).unwrap_or(Offset::FIRST);
+        loop {
+            let mut subscription = match log.subscribe(from) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "the command router cannot follow the log");
+                    return;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    next = subscription.next() => next,
+                    () = stop.cancelled() => return,
+                };
+                match next {
+                    None => return,
+                    Some(Ok(record)) => {
+                        let offset = record.offset.get();
+                        let routed = router.route(offset, &record.event);
+                        let mut sessions = self.inner.sessions.lock().expect("sessions");
+                        if let Some((agent_id, command)) = routed {
+                            if let Some(session) = sessions.agents.get_mut(&agent_id) {
+                                let sent = session.route.as_ref().map(|r| r.try_send(command));
+                                if let Some(Err(e)) = sent {
+                                    warn!(%agent_id, error = %e, "the agent's commands back up; closing its stream");
+                                    session.route = None;
+                                }
+                            }
+                        }
+                        sessions.routed = offset;
+                    }
+                    Some(Err(cairn_log::Error::Lagged { resume_from, .. })) => {
+                        from = Offset::new(resume_from).unwrap_or(Offset::FIRST);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "the command router cannot follow the log");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the leader: agents that never reconnected after a leader change are disconnected,
+    /// and agents disconnected for too long are lost, with their tasks.
+    async fn watch_agents(self, stop: CancellationToken) {
+        let mut leading: Option<(Term, tokio::time::Instant, cairn_log::event::Timestamp)> = None;
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            if self.inner.log.leader_elsewhere().is_some() {
+                leading = None;
+                continue;
+            }
+            let term = self.inner.log.term();
+            if leading.is_none_or(|(t, _, _)| t != term) {
+                leading = Some((term, tokio::time::Instant::now(), self.inner.clock.now()));
+            }
+            let Some((_, since, since_at)) = leading else {
+                continue;
+            };
+            let settled = since.elapsed() >= self.inner.config.reconnect_grace;
+            let connected: Vec<AgentId> = self
+                .inner
+                .sessions
+                .lock()
+                .expect("sessions")
+                .agents
+                .keys()
+                .cloned()
+                .collect();
+            let now = self.inner.clock.now();
+            let timeout = self.inner.config.agent_timeout.as_micros() as i64;
+            let actor = self.master();
+            let result = self
+                .write(|state| {
+                    let mut events = Vec::new();
+                    if settled {
+                        for (agent_id, _) in state
+                            .cluster
+                            .agents
+                            .iter()
+                            .filter(|(id, _)| !connected.contains(id))
+                        {
+                            events.extend(agents::disconnected(
+                                state,
+                                agent_id,
+                                "it did not reconnect to the new leader",
+                            ));
+                        }
+                    }
+                    events.extend(agents::lose(state, now, timeout, since_at));
+                    Ok(Decision {
+                        actor,
+                        events,
+                        out: (),
+                    })
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "cannot check on agents");
+            }
+        }
+    }
+}
+
+/// 64 random bits for a new id: the runner mints ids, deciders never do.
+#[allow(clippy::disallowed_methods)]
+fn mint() -> u64 {
+    rand::random()
+}
+
+/// A task name made safe for a task id (and so a directory name): letters, digits, `-`, `_`.
+fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "task".into()
+    } else {
+        cleaned
+    }
+}
