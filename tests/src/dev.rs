@@ -37,7 +37,18 @@ impl Dev {
     /// Starts `cairn dev` with its agent (on a free port, offering `agent_args` such as
     /// `--cpus 2`) and waits until the agent has registered.
     pub fn start_with_agent(data_dir: &Path, config: Option<&Path>, agent_args: &[&str]) -> Self {
-        let dev = Self::spawn(data_dir, config, free_port(), Some(free_port()), agent_args);
+        Self::start_with_agent_on(data_dir, config, (free_port(), free_port()), agent_args)
+    }
+
+    /// [`Dev::start_with_agent`] on given ports: the master's and the agent's (a restarted
+    /// master must listen where its log says it does).
+    pub fn start_with_agent_on(
+        data_dir: &Path,
+        config: Option<&Path>,
+        (port, agent_port): (u16, u16),
+        agent_args: &[&str],
+    ) -> Self {
+        let dev = Self::spawn(data_dir, config, port, Some(agent_port), agent_args);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let line = dev
@@ -99,6 +110,19 @@ impl Dev {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it with SIGKILL (its tasks' executors live on), and reaps it.
+    pub fn kill(mut self) {
+        self.proc.0.kill().expect("kill");
+        self.proc.0.wait().expect("reap");
+    }
+
+    pub fn agent_addr(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.agent_port.expect("a dev with an agent")
+        )
     }
 
     /// Stops it with SIGTERM and checks it exits cleanly.

@@ -13,6 +13,7 @@ use std::process::{Child, ChildStdout};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod agent;
 pub mod cluster;
 pub mod dev;
 
