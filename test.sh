@@ -17,6 +17,11 @@ if ! command -v nft >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables
 fi
 
+# The Docker tests run images built here from Debian's busybox-static (no registry is
+# reachable), and a volume plugin written in Python.
+step "test images"
+tests/images/build.sh
+
 step "format"
 cargo fmt --all -- --check
 

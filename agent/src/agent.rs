@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cgroups::{Isolation, Limits};
+use crate::executor::docker::DockerExecutor;
 use crate::executor::process::{self, ProcessExecutor};
 use crate::executor::{task_env, Sandboxes};
 use crate::http::Metrics;
-use crate::store::{Identity, Store, TaskRecord};
+use crate::store::{Identity, Runtime, Store, TaskRecord};
 use crate::{Error, Result};
 use cairn_log::protocol::{
     Ack, Command, Envelope, ErrorBody, KnownTask, Launch, Register, Registered, StatusUpdate,
@@ -54,6 +55,7 @@ pub(crate) struct Shared {
     pub(crate) sandboxes: Sandboxes,
     store: Store,
     process: ProcessExecutor,
+    docker: DockerExecutor,
     http: reqwest::Client,
     pub(crate) identity: Mutex<Identity>,
     /// Tasks the agent knows: running, or ended with their last update unacknowledged.
@@ -77,6 +79,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let identity = store.identity()?;
     let pending: VecDeque<_> = store.pending()?.into();
     let isolation = Isolation::detect();
+    // Containers are labelled with the agent's data directory: agents sharing one Docker
+    // Engine tell their containers apart.
+    let docker = DockerExecutor::connect(config.data_dir.display().to_string()).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Config(format!("listen: cannot bind {}: {e}", config.listen)))?;
@@ -86,6 +91,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             executable: config.executable.clone(),
             isolation,
         },
+        docker,
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()
@@ -112,6 +118,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         }
     );
     shared.recover()?;
+    let known = shared
+        .tasks
+        .lock()
+        .expect("tasks")
+        .keys()
+        .cloned()
+        .collect();
+    let orphans = shared.clone();
+    tokio::spawn(async move { orphans.docker.remove_orphans(&known).await });
     let server = tokio::spawn(crate::http::serve(
         listener,
         shared.clone(),
@@ -243,17 +258,6 @@ impl Shared {
                 "resources: the task asks for more than this agent has ({:?})",
                 self.config.resources
             )))
-        } else if launch
-            .spec
-            .container
-            .as_ref()
-            .is_some_and(|c| c.docker.is_some())
-        {
-            Some((
-                TaskState::Failed,
-                "REASON_CONTAINER_LAUNCH_FAILED",
-                "container.docker: this agent has no Docker executor yet".to_owned(),
-            ))
         } else {
             None
         };
@@ -267,6 +271,19 @@ impl Shared {
             cpus_milli: launch.resources.cpus_milli,
             mem_mib: launch.resources.mem_mib,
         };
+        if launch
+            .spec
+            .container
+            .as_ref()
+            .is_some_and(|c| c.docker.is_some())
+        {
+            // Pulling an image may take minutes: the command stream goes on meanwhile.
+            tokio::spawn(
+                self.clone()
+                    .start_container(id, sandbox, launch.spec, limits, env),
+            );
+            return Ok(());
+        }
         match self.process.start(
             id.as_str(),
             &sandbox,
@@ -299,7 +316,72 @@ impl Shared {
         }
     }
 
-    fn kill(&self, id: &TaskId, grace_secs: Option<u64>) -> Result<()> {
+    /// Starts a Docker task's container, then watches it.
+    async fn start_container(
+        self: Arc<Self>,
+        id: TaskId,
+        sandbox: PathBuf,
+        spec: cairn_log::event::TaskSpec,
+        limits: Limits,
+        env: BTreeMap<String, String>,
+    ) {
+        let result = match self.docker.start(&id, &sandbox, &spec, limits, env).await {
+            Err(e) => self.report(&id, e.state, Some(e.reason), e.message),
+            Ok(container_id) => self.started_container(&id, sandbox, container_id),
+        };
+        if let Err(e) = result {
+            warn!(task_id = %id, error = %e, "cannot record the container's start");
+        }
+    }
+
+    fn started_container(
+        self: &Arc<Self>,
+        id: &TaskId,
+        sandbox: PathBuf,
+        container_id: String,
+    ) -> Result<()> {
+        let runtime = Runtime::Docker { container_id };
+        let kill_requested = {
+            let mut tasks = self.tasks.lock().expect("tasks");
+            match tasks.get_mut(id) {
+                Some(record) => {
+                    record.runtime = Some(runtime.clone());
+                    self.store.save_task(record)?;
+                    record.kill_requested
+                }
+                None => false,
+            }
+        };
+        self.report(
+            id,
+            TaskState::Running,
+            None,
+            "the container is running".into(),
+        )?;
+        if kill_requested {
+            // A kill arrived while the container was being created.
+            self.stop(id, &runtime, self.config.kill_grace);
+        }
+        tokio::spawn(self.clone().monitor(id.clone(), sandbox, runtime, None));
+        Ok(())
+    }
+
+    /// Stops a task's process or container: SIGTERM now, SIGKILL after `grace`.
+    fn stop(self: &Arc<Self>, id: &TaskId, runtime: &Runtime, grace: Duration) {
+        match runtime {
+            Runtime::Process { .. } => {
+                if let Some(sandbox) = self.sandboxes.dir(id) {
+                    process::kill_task(&sandbox, runtime, grace);
+                }
+            }
+            Runtime::Docker { container_id } => {
+                let (this, container_id) = (self.clone(), container_id.clone());
+                tokio::spawn(async move { this.docker.stop(&container_id, grace).await });
+            }
+        }
+    }
+
+    fn kill(self: &Arc<Self>, id: &TaskId, grace_secs: Option<u64>) -> Result<()> {
         let (runtime, spec_grace) = {
             let mut tasks = self.tasks.lock().expect("tasks");
             match tasks.get_mut(id) {
@@ -327,8 +409,8 @@ impl Shared {
             .or(spec_grace)
             .map_or(self.config.kill_grace, Duration::from_secs);
         info!(task_id = %id, ?grace, "killing task");
-        if let (Some(runtime), Some(sandbox)) = (runtime, self.sandboxes.dir(id)) {
-            process::kill_task(&sandbox, &runtime, grace);
+        if let Some(runtime) = runtime {
+            self.stop(id, &runtime, grace);
         }
         Ok(())
     }
@@ -338,10 +420,13 @@ impl Shared {
         self: Arc<Self>,
         id: TaskId,
         sandbox: PathBuf,
-        runtime: crate::store::Runtime,
+        runtime: Runtime,
         child: Option<tokio::process::Child>,
     ) {
-        let report = process::wait(&sandbox, &runtime, child).await;
+        let report = match &runtime {
+            Runtime::Process { .. } => process::wait(&sandbox, &runtime, child).await,
+            Runtime::Docker { container_id } => self.docker.wait(&sandbox, container_id).await,
+        };
         let kill_requested = self
             .tasks
             .lock()

@@ -1,6 +1,7 @@
 //! Executors: how a task's command becomes a running process (or, with Docker, a container),
 //! and how its end becomes a status.
 
+pub mod docker;
 pub mod process;
 pub mod wrapper;
 
