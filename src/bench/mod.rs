@@ -3,6 +3,7 @@
 //! Benchmarks run against the real engine on the real disk (fsync on), in a scratch directory
 //! that is removed afterwards.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use cairn_log::Offset;
 use hdrhistogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod agent;
 mod graphql;
 mod projections;
 
@@ -72,6 +74,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         as_of_queries: usize,
     },
+    /// One agent and its master (separate processes): launch latency of process and Docker
+    /// tasks, agent memory per running task, sustained launches.
+    Agent {
+        /// Scratch directory (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        /// Process tasks launched one at a time and left running (latency, memory).
+        #[arg(long, default_value_t = 200)]
+        running: usize,
+        /// Docker tasks launched one at a time and left running (0: skip Docker).
+        #[arg(long, default_value_t = 50)]
+        docker: usize,
+        /// Short tasks for the sustained rate.
+        #[arg(long, default_value_t = 1000)]
+        tasks: usize,
+        /// Concurrent clients launching them.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
     /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
     Graphql {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -92,7 +113,10 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match command {
+    let (dir, bench): (
+        PathBuf,
+        std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>>,
+    ) = match command {
         BenchCommand::Log {
             dir,
             appenders,
@@ -100,20 +124,13 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             seconds,
             replay_events,
         } => {
-            anyhow::ensure!(
-                !dir.exists(),
-                "dir: {} exists; name a scratch dir",
-                dir.display()
-            );
-            let result = runtime.block_on(bench_log(
-                &dir,
-                appenders,
-                &batch_sizes,
-                seconds,
-                replay_events,
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
+            let d = dir.clone();
+            (
+                dir,
+                Box::pin(async move {
+                    bench_log(&d, appenders, &batch_sizes, seconds, replay_events).await
+                }),
+            )
         }
         BenchCommand::Replication {
             dir,
@@ -122,14 +139,26 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             batch,
             kills,
         } => {
-            anyhow::ensure!(
-                !dir.exists(),
-                "dir: {} exists; name a scratch dir",
-                dir.display()
-            );
-            let result = runtime.block_on(bench_replication(&dir, seconds, clients, batch, kills));
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
+            let d = dir.clone();
+            (
+                dir,
+                Box::pin(
+                    async move { bench_replication(&d, seconds, clients, batch, kills).await },
+                ),
+            )
+        }
+        BenchCommand::Agent {
+            dir,
+            running,
+            docker,
+            tasks,
+            clients,
+        } => {
+            let d = dir.clone();
+            (
+                dir,
+                Box::pin(async move { agent::bench(&d, running, docker, tasks, clients).await }),
+            )
         }
         BenchCommand::Graphql {
             dir,
@@ -137,30 +166,33 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             instances,
             requests,
         } => {
-            anyhow::ensure!(
-                !dir.exists(),
-                "dir: {} exists; name a scratch dir",
-                dir.display()
-            );
-            let result = runtime.block_on(graphql::bench(&dir, apps, instances, requests));
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
+            let d = dir.clone();
+            (
+                dir,
+                Box::pin(async move { graphql::bench(&d, apps, instances, requests).await }),
+            )
         }
         BenchCommand::Projections {
             dir,
             events,
             as_of_queries,
         } => {
-            anyhow::ensure!(
-                !dir.exists(),
-                "dir: {} exists; name a scratch dir",
-                dir.display()
-            );
-            let result = runtime.block_on(projections::bench(&dir, events, as_of_queries));
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
+            let d = dir.clone();
+            (
+                dir,
+                Box::pin(async move { projections::bench(&d, events, as_of_queries).await }),
+            )
         }
-    }
+    };
+    // Every benchmark works in a scratch directory of its own, removed afterwards.
+    anyhow::ensure!(
+        !dir.exists(),
+        "dir: {} exists; name a scratch dir",
+        dir.display()
+    );
+    let result = runtime.block_on(bench);
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

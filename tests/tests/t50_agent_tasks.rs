@@ -223,6 +223,27 @@ fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
     .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("inside the sandboxes"));
+    let (status, body) = cairn_tests::http_to(
+        &dev.agent_addr(),
+        "GET",
+        "/livez",
+        "",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (_, metrics) = cairn_tests::http_to(
+        &dev.agent_addr(),
+        "GET",
+        "/metrics",
+        "",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "cairn_agent_launches_total 2"),
+        "{metrics}"
+    );
     dev.stop();
 }
 
