@@ -38,6 +38,9 @@ pub struct AgentFlags {
     /// Time between SIGTERM and SIGKILL when a task sets none.
     #[arg(long, env = "CAIRN_AGENT_KILL_GRACE_SECS", default_value_t = 3)]
     pub kill_grace_secs: u64,
+    /// Sandboxes of ended tasks kept, newest first (their logs stay readable).
+    #[arg(long, env = "CAIRN_AGENT_SANDBOXES_KEPT", default_value_t = 1000)]
+    pub sandboxes_kept: usize,
     /// How to write logs.
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -111,6 +114,7 @@ impl ResourceFlags {
             attributes,
             executable: std::env::current_exe().context("cannot find the cairn binary")?,
             kill_grace: Duration::from_secs(3),
+            sandboxes_kept: 1000,
         })
     }
 }
@@ -127,6 +131,7 @@ pub fn main(flags: AgentFlags) -> anyhow::Result<ExitCode> {
         config.hostname = hostname.clone();
     }
     config.kill_grace = Duration::from_secs(flags.kill_grace_secs);
+    config.sandboxes_kept = flags.sandboxes_kept;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub executable: PathBuf,
     /// Time between SIGTERM and SIGKILL when a task does not set its own.
     pub kill_grace: Duration,
+    /// Sandboxes of ended tasks kept (their logs stay readable); the oldest go first.
+    pub sandboxes_kept: usize,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     /// Unacknowledged updates, in store order (mirrors the store's `updates/`).
     pub(crate) pending: Mutex<VecDeque<(u64, StatusUpdate)>>,
     updates: Notify,
+    /// Sandboxes of ended tasks on disk (a count, corrected whenever they are collected).
+    ended_sandboxes: Mutex<usize>,
     /// The leading master's base URL while connected to it.
     pub(crate) leader: watch::Sender<Option<String>>,
     pub(crate) metrics: Metrics,
@@ -100,6 +104,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         tasks: Mutex::new(BTreeMap::new()),
         pending: Mutex::new(pending),
         updates: Notify::new(),
+        ended_sandboxes: Mutex::new(usize::MAX),
         leader: watch::Sender::new(None),
         metrics: Metrics::default(),
         isolation,
@@ -118,15 +123,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         }
     );
     shared.recover()?;
-    let known = shared
-        .tasks
-        .lock()
-        .expect("tasks")
-        .keys()
-        .cloned()
-        .collect();
+    shared.collect_sandboxes();
     let orphans = shared.clone();
-    tokio::spawn(async move { orphans.docker.remove_orphans(&known).await });
+    tokio::spawn(async move {
+        let known = |id: &TaskId| orphans.tasks.lock().expect("tasks").contains_key(id);
+        orphans.docker.remove_orphans(known).await;
+    });
     let server = tokio::spawn(crate::http::serve(
         listener,
         shared.clone(),
@@ -147,36 +149,63 @@ impl Shared {
     /// Picks up the tasks a previous run of the agent left: running ones are watched again,
     /// ended ones are reported.
     fn recover(self: &Arc<Self>) -> Result<()> {
-        let pending_tasks: std::collections::BTreeSet<TaskId> = self
+        // The last state stored for each task with updates still to send: an update is
+        // stored before its record, so it is the newer of the two.
+        let pending_states: BTreeMap<TaskId, TaskState> = self
             .pending
             .lock()
             .expect("pending")
             .iter()
-            .map(|(_, u)| u.task_id.clone())
+            .map(|(_, u)| (u.task_id.clone(), u.state))
             .collect();
-        for record in self.store.tasks()? {
+        for mut record in self.store.tasks()? {
             let id = record.task_id.clone();
+            if let Some(state) = pending_states.get(&id) {
+                record.state = *state;
+            }
             if record.state.is_terminal() {
-                if pending_tasks.contains(&id) {
+                if pending_states.contains_key(&id) {
                     self.tasks.lock().expect("tasks").insert(id, record);
                 } else {
+                    // Its last update was acknowledged: nothing is left to do for it.
                     self.store.remove_task(&id)?;
                 }
                 continue;
             }
-            let runtime = record.runtime.clone();
+            let Some(sandbox) = self.sandboxes.dir(&id) else {
+                continue;
+            };
+            // A process task whose runtime was not recorded before a crash is found through
+            // the pid its executor wrote.
+            let runtime = record
+                .runtime
+                .clone()
+                .or_else(|| process::started(&sandbox));
+            let docker = record
+                .spec
+                .container
+                .as_ref()
+                .is_some_and(|c| c.docker.is_some());
             self.tasks.lock().expect("tasks").insert(id.clone(), record);
-            match (runtime, self.sandboxes.dir(&id)) {
-                (Some(runtime), Some(sandbox)) => {
+            match runtime {
+                Some(runtime) => {
                     info!(task_id = %id, "recovered a task; watching it again");
                     tokio::spawn(self.clone().monitor(id, sandbox, runtime, None));
                 }
-                _ => self.report(
-                    &id,
-                    TaskState::Failed,
-                    Some("REASON_AGENT_RESTARTED"),
-                    "the agent stopped before the task started".into(),
-                )?,
+                None => {
+                    if docker {
+                        // Its container may have started: it goes, by the name it would have.
+                        let this = self.clone();
+                        let name = format!("cairn-{id}");
+                        tokio::spawn(async move { this.docker.remove(&name).await });
+                    }
+                    self.report(
+                        &id,
+                        TaskState::Failed,
+                        Some("REASON_AGENT_RESTARTED"),
+                        "the agent stopped before the task started".into(),
+                    )?;
+                }
             }
         }
         Ok(())
@@ -200,14 +229,16 @@ impl Shared {
             at: now(),
         };
         {
+            // The update is stored first: a crash before the record follows leaves the update
+            // to tell the truth (recovery reads both).
             let mut tasks = self.tasks.lock().expect("tasks");
+            let mut pending = self.pending.lock().expect("pending");
+            let seq = self.store.push_update(&update)?;
+            pending.push_back((seq, update));
             if let Some(record) = tasks.get_mut(task_id) {
                 record.state = state;
                 self.store.save_task(record)?;
             }
-            let mut pending = self.pending.lock().expect("pending");
-            let seq = self.store.push_update(&update)?;
-            pending.push_back((seq, update));
         }
         debug!(task_id = %task_id, ?state, "status update stored");
         self.updates.notify_one();
@@ -224,6 +255,17 @@ impl Shared {
 
     fn launch(self: &Arc<Self>, launch: Launch) -> Result<()> {
         let id = launch.task_id.clone();
+        let invalid = |message: String| (TaskState::Error, "REASON_TASK_INVALID", message);
+        // The id names files: it is checked before anything is written under it.
+        if self.sandboxes.dir(&id).is_none() {
+            if self.tasks.lock().expect("tasks").contains_key(&id) {
+                return Ok(());
+            }
+            let (state, reason, message) = invalid(format!(
+                "task_id: {id:?} may hold only letters, digits, '.', '_' and '-'"
+            ));
+            return self.report(&id, state, Some(reason), message);
+        }
         {
             let mut tasks = self.tasks.lock().expect("tasks");
             if tasks.contains_key(&id) {
@@ -243,12 +285,7 @@ impl Shared {
             tasks.insert(id.clone(), record);
         }
         self.metrics.launches.inc();
-        let invalid = |message: String| (TaskState::Error, "REASON_TASK_INVALID", message);
-        let refused = if self.sandboxes.dir(&id).is_none() {
-            Some(invalid(format!(
-                "task_id: {id:?} may hold only letters, digits, '.', '_' and '-'"
-            )))
-        } else if self
+        let refused = if self
             .config
             .resources
             .checked_sub(&launch.resources)
@@ -294,10 +331,18 @@ impl Shared {
         ) {
             Err(e) => self.report(&id, e.state, Some(e.reason), e.message),
             Ok(started) => {
+                // Watched whatever happens next: a task that runs is never left unsupervised.
+                let runtime = started.runtime.clone();
+                tokio::spawn(self.clone().monitor(
+                    id.clone(),
+                    sandbox,
+                    started.runtime,
+                    started.child,
+                ));
                 {
                     let mut tasks = self.tasks.lock().expect("tasks");
                     if let Some(record) = tasks.get_mut(&id) {
-                        record.runtime = Some(started.runtime.clone());
+                        record.runtime = Some(runtime);
                         self.store.save_task(record)?;
                     }
                 }
@@ -306,12 +351,7 @@ impl Shared {
                     TaskState::Running,
                     None,
                     "the command is running".into(),
-                )?;
-                tokio::spawn(
-                    self.clone()
-                        .monitor(id, sandbox, started.runtime, started.child),
-                );
-                Ok(())
+                )
             }
         }
     }
@@ -341,29 +381,32 @@ impl Shared {
         container_id: String,
     ) -> Result<()> {
         let runtime = Runtime::Docker { container_id };
-        let kill_requested = {
+        let (kill_requested, grace) = {
             let mut tasks = self.tasks.lock().expect("tasks");
             match tasks.get_mut(id) {
                 Some(record) => {
                     record.runtime = Some(runtime.clone());
                     self.store.save_task(record)?;
-                    record.kill_requested
+                    (record.kill_requested, record.spec.kill_grace_period_secs)
                 }
-                None => false,
+                None => (false, None),
             }
         };
+        tokio::spawn(
+            self.clone()
+                .monitor(id.clone(), sandbox, runtime.clone(), None),
+        );
+        if kill_requested {
+            // A kill arrived while the container was being created.
+            let grace = grace.map_or(self.config.kill_grace, Duration::from_secs);
+            self.stop(id, &runtime, grace);
+        }
         self.report(
             id,
             TaskState::Running,
             None,
             "the container is running".into(),
-        )?;
-        if kill_requested {
-            // A kill arrived while the container was being created.
-            self.stop(id, &runtime, self.config.kill_grace);
-        }
-        tokio::spawn(self.clone().monitor(id.clone(), sandbox, runtime, None));
-        Ok(())
+        )
     }
 
     /// Stops a task's process or container: SIGTERM now, SIGKILL after `grace`.
@@ -409,8 +452,15 @@ impl Shared {
             .or(spec_grace)
             .map_or(self.config.kill_grace, Duration::from_secs);
         info!(task_id = %id, ?grace, "killing task");
-        if let Some(runtime) = runtime {
-            self.stop(id, &runtime, grace);
+        match runtime {
+            Some(runtime) => self.stop(id, &runtime, grace),
+            // Not started yet: a process task's executor reads the request when it starts; a
+            // container is stopped once created (see `started_container`).
+            None => {
+                if let Some(sandbox) = self.sandboxes.dir(id) {
+                    process::request_kill(&sandbox, grace);
+                }
+            }
         }
         Ok(())
     }
@@ -440,7 +490,40 @@ impl Shared {
         info!(task_id = %id, ?state, %message, "task ended");
         if let Err(e) = self.report(&id, state, reason, message) {
             warn!(task_id = %id, error = %e, "cannot store the task's last status");
+            return;
         }
+        if let Runtime::Docker { container_id } = &runtime {
+            self.docker.remove(container_id).await;
+        }
+    }
+
+    /// Removes the oldest sandboxes of ended tasks beyond `sandboxes_kept`.
+    fn collect_sandboxes(&self) {
+        let root = self.sandboxes.root();
+        let known: std::collections::BTreeSet<String> = self
+            .tasks
+            .lock()
+            .expect("tasks")
+            .keys()
+            .map(|t| t.to_string())
+            .collect();
+        let Ok(entries) = std::fs::read_dir(root) else {
+            *self.ended_sandboxes.lock().expect("sandboxes") = 0;
+            return;
+        };
+        let mut ended: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| !known.contains(&e.file_name().to_string_lossy().into_owned()))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        ended.sort();
+        let excess = ended.len().saturating_sub(self.config.sandboxes_kept);
+        for (_, dir) in ended.drain(..excess) {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), error = %e, "cannot remove an old sandbox");
+            }
+        }
+        *self.ended_sandboxes.lock().expect("sandboxes") = ended.len();
     }
 
     /// Tasks to list in a registration.
@@ -618,8 +701,11 @@ impl Shared {
     }
 
     /// Sends stored updates to the leader, oldest first, forgetting each once acknowledged.
+    /// With nothing to send it still posts (an empty batch) every ping interval: the
+    /// leader's proof that this agent is alive.
     async fn send_updates(self: Arc<Self>, shutdown: CancellationToken) {
         let mut leader = self.leader.subscribe();
+        let heartbeat = Duration::from_secs(PING_SECS);
         while !shutdown.is_cancelled() {
             let batch: Vec<(u64, StatusUpdate)> = self
                 .pending
@@ -630,8 +716,7 @@ impl Shared {
                 .cloned()
                 .collect();
             let base = leader.borrow_and_update().clone();
-            let (Some(base), Some(agent_id), false) = (base, self.agent_id(), batch.is_empty())
-            else {
+            let (Some(base), Some(agent_id)) = (base, self.agent_id()) else {
                 tokio::select! {
                     () = self.updates.notified() => {}
                     _ = leader.changed() => {}
@@ -639,6 +724,14 @@ impl Shared {
                 }
                 continue;
             };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = self.updates.notified() => continue,
+                    _ = leader.changed() => continue,
+                    () = shutdown.cancelled() => continue,
+                    () = tokio::time::sleep(heartbeat) => {}
+                }
+            }
             let updates: Vec<&StatusUpdate> = batch.iter().map(|(_, u)| u).collect();
             let sent = self
                 .http
@@ -648,8 +741,12 @@ impl Shared {
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status);
-            let acks: Vec<Ack> = match sent {
-                Ok(response) => response.json().await.unwrap_or_default(),
+            let acks = match sent {
+                Ok(response) => response.json::<Vec<Ack>>().await,
+                Err(e) => Err(e),
+            };
+            let acks = match acks {
+                Ok(acks) => acks,
                 Err(e) => {
                     warn!(error = %e, "cannot deliver status updates; retrying");
                     tokio::select! {
@@ -686,6 +783,15 @@ impl Shared {
                 if done {
                     tasks.remove(&update.task_id);
                     self.store.remove_task(&update.task_id)?;
+                    drop(tasks);
+                    let mut ended = self.ended_sandboxes.lock().expect("sandboxes");
+                    *ended = ended.saturating_add(1);
+                    // Collect in steps, not on every task's end: a tenth over the limit.
+                    let due = *ended > self.config.sandboxes_kept + self.config.sandboxes_kept / 10;
+                    drop(ended);
+                    if due {
+                        self.collect_sandboxes();
+                    }
                 }
             }
         }

@@ -26,18 +26,33 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    /// Probes the host: whether a child cgroup can be made beside the agent's own.
+    /// Probes the host: whether a child of the agent's own cgroup can be made and carries
+    /// the CPU and memory limit files (on v2 the controllers must be delegated to it, which
+    /// a cgroup holding processes cannot do: then tasks run unlimited, as the agent says).
     pub fn detect() -> Self {
-        if Path::new(ROOT).join("cgroup.controllers").exists() {
-            if let Some(base) = own_path("") {
-                if writable(&Path::new(ROOT).join(base.trim_start_matches('/'))) {
+        let root = Path::new(ROOT);
+        if root.join("cgroup.controllers").exists() {
+            if let Some(own) = own_path("") {
+                let dir = root.join(own.trim_start_matches('/'));
+                let _ = fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory");
+                if limits_possible(&dir, &["cpu.max", "memory.max"]) {
                     return Self::CgroupsV2;
                 }
             }
+            return Self::None;
         }
-        let v1 = ["cpu", "memory"].iter().all(|c| {
-            own_path(c)
-                .is_some_and(|p| writable(&Path::new(ROOT).join(c).join(p.trim_start_matches('/'))))
+        let v1 = [
+            ("cpu", "cpu.cfs_quota_us"),
+            ("memory", "memory.limit_in_bytes"),
+        ]
+        .iter()
+        .all(|(controller, file)| {
+            own_path(controller).is_some_and(|p| {
+                limits_possible(
+                    &root.join(controller).join(p.trim_start_matches('/')),
+                    &[file],
+                )
+            })
         });
         if v1 {
             Self::CgroupsV1
@@ -54,6 +69,9 @@ pub struct Limits {
     pub mem_mib: u64,
 }
 
+/// Files to write in one cgroup directory, with their values.
+type Writes = Vec<(&'static str, String)>;
+
 /// One task's cgroup: a directory per hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCgroup {
@@ -62,36 +80,49 @@ pub struct TaskCgroup {
 }
 
 impl TaskCgroup {
-    /// Creates the task's cgroup under the agent's own and writes `limits`.
+    /// Creates the task's cgroup under the agent's own and writes `limits`; on failure
+    /// leaves nothing behind.
     pub fn create(isolation: Isolation, name: &str, limits: Limits) -> std::io::Result<Self> {
         let quota = (limits.cpus_milli * PERIOD_US / 1000).max(1000);
         let mem = limits.mem_mib << 20;
-        let dirs = match isolation {
-            Isolation::None => Vec::new(),
+        let (dirs, files): (Vec<PathBuf>, Vec<Writes>) = match isolation {
+            Isolation::None => (Vec::new(), Vec::new()),
             Isolation::CgroupsV2 => {
                 let parent =
                     Path::new(ROOT).join(own_path("").unwrap_or_default().trim_start_matches('/'));
-                // Controllers must be enabled for children; best effort, as a parent may
-                // already have them.
-                let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu +memory");
-                let dir = parent.join(name);
-                fs::create_dir_all(&dir)?;
-                fs::write(dir.join("cpu.max"), format!("{quota} {PERIOD_US}"))?;
-                fs::write(dir.join("memory.max"), mem.to_string())?;
-                vec![dir]
+                (
+                    vec![parent.join(name)],
+                    vec![vec![
+                        ("cpu.max", format!("{quota} {PERIOD_US}")),
+                        ("memory.max", mem.to_string()),
+                    ]],
+                )
             }
-            Isolation::CgroupsV1 => {
-                let cpu = v1_dir("cpu", name);
-                fs::create_dir_all(&cpu)?;
-                fs::write(cpu.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
-                fs::write(cpu.join("cpu.cfs_quota_us"), quota.to_string())?;
-                let memory = v1_dir("memory", name);
-                fs::create_dir_all(&memory)?;
-                fs::write(memory.join("memory.limit_in_bytes"), mem.to_string())?;
-                vec![cpu, memory]
-            }
+            Isolation::CgroupsV1 => (
+                vec![v1_dir("cpu", name), v1_dir("memory", name)],
+                vec![
+                    vec![
+                        ("cpu.cfs_period_us", PERIOD_US.to_string()),
+                        ("cpu.cfs_quota_us", quota.to_string()),
+                    ],
+                    vec![("memory.limit_in_bytes", mem.to_string())],
+                ],
+            ),
         };
-        Ok(Self { isolation, dirs })
+        let cgroup = Self { isolation, dirs };
+        let written = cgroup.dirs.iter().zip(&files).try_for_each(|(dir, files)| {
+            fs::create_dir_all(dir)?;
+            files
+                .iter()
+                .try_for_each(|(file, value)| fs::write(dir.join(file), value))
+        });
+        match written {
+            Ok(()) => Ok(cgroup),
+            Err(e) => {
+                cgroup.remove(None);
+                Err(e)
+            }
+        }
     }
 
     /// Moves process `pid` (and so its future children) into the cgroup.
@@ -132,10 +163,34 @@ impl TaskCgroup {
         })
     }
 
-    /// Moves `pid` back to the parent cgroups and removes the task's (once it is empty).
-    pub fn remove(&self, pid: u32) {
+    /// Kills every process in the cgroup but `except`, until the kernel has emptied it (at
+    /// most 5 s).
+    pub async fn drain(&self, except: Option<u32>) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let others: Vec<i32> = self
+                .pids()
+                .into_iter()
+                .filter(|p| Some(*p as u32) != except)
+                .collect();
+            if others.is_empty() || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            for pid in others {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            // Killed processes leave the cgroup once the kernel has reaped them.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Moves `pid` (if any) back to the parent cgroups and removes the task's, once empty.
+    pub fn remove(&self, pid: Option<u32>) {
         for dir in &self.dirs {
-            if let Some(parent) = dir.parent() {
+            if let (Some(parent), Some(pid)) = (dir.parent(), pid) {
                 let _ = fs::write(parent.join("cgroup.procs"), pid.to_string());
             }
             let _ = fs::remove_dir(dir);
@@ -169,10 +224,10 @@ fn own_path(controller: &str) -> Option<String> {
     })
 }
 
-/// Whether a child directory can be made (and removed) in `dir`.
-fn writable(dir: &Path) -> bool {
+/// Whether a child cgroup of `dir` can be made, with every one of `files` in it.
+fn limits_possible(dir: &Path, files: &[&str]) -> bool {
     let probe = dir.join(format!("cairn-probe-{}", std::process::id()));
-    let ok = fs::create_dir(&probe).is_ok();
+    let ok = fs::create_dir(&probe).is_ok() && files.iter().all(|f| probe.join(f).exists());
     let _ = fs::remove_dir(&probe);
     ok
 }

@@ -98,37 +98,65 @@ struct PathQuery {
     length: Option<u64>,
 }
 
-/// `path` under the sandboxes' root, refusing anything that would leave it.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+/// `path` under the sandboxes' root, refusing anything that would leave it, symbolic links
+/// included (a task controls what its sandbox holds): the path is resolved and must still
+/// be under the resolved root.
+fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
     let relative = Path::new(path.trim_start_matches('/'));
-    let inside = relative
+    let plain = relative
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    inside.then(|| root.join(relative))
+    let outside = || format!("path: {path:?} must stay inside the sandboxes");
+    if !plain {
+        return Err(outside());
+    }
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("path: {path}: {e}"))?;
+    let resolved = root
+        .join(relative)
+        .canonicalize()
+        .map_err(|e| format!("path: {path}: {e}"))?;
+    if resolved.starts_with(&root) {
+        Ok(resolved)
+    } else {
+        Err(outside())
+    }
 }
 
-fn outside(path: &str) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        format!("path: {path:?} must stay inside the sandboxes"),
-    )
+fn refused(message: String) -> Response {
+    let status = if message.contains("inside the sandboxes") || message.starts_with("offset:") {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    error(status, message)
 }
 
 async fn browse(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -> Response {
-    let Some(dir) = resolve(shared.sandboxes.root(), &q.path) else {
-        return outside(&q.path);
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) => return error(StatusCode::NOT_FOUND, format!("path: {}: {e}", q.path)),
-    };
+    let root = shared.sandboxes.root().to_owned();
+    // Directory walks are blocking file I/O: off the runtime's workers.
+    let listed = tokio::task::spawn_blocking(move || list(&root, &q.path)).await;
+    match listed {
+        Ok(Ok(entries)) => Json(entries).into_response(),
+        Ok(Err(message)) => refused(message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn list(root: &Path, path: &str) -> Result<Vec<serde_json::Value>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = resolve(root, path)?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("path: {path}: {e}"))?;
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        use std::os::unix::fs::MetadataExt;
+        // The entry itself, not what a link in it points to.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
         let name = entry.file_name().to_string_lossy().into_owned();
         out.push(serde_json::json!({
-            "path": format!("{}/{}", q.path.trim_end_matches('/'), name),
+            "path": format!("{}/{}", path.trim_end_matches('/'), name),
             "size": meta.len(),
             "mode": meta.mode(),
             "mtime": meta.mtime(),
@@ -139,42 +167,43 @@ async fn browse(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -
         }));
     }
     out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    Json(out).into_response()
+    Ok(out)
 }
 
 async fn read(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -> Response {
-    let Some(path) = resolve(shared.sandboxes.root(), &q.path) else {
-        return outside(&q.path);
-    };
-    let mut file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) => return error(StatusCode::NOT_FOUND, format!("path: {}: {e}", q.path)),
-    };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let root = shared.sandboxes.root().to_owned();
+    let read = tokio::task::spawn_blocking(move || read_part(&root, &q)).await;
+    match read {
+        Ok(Ok(part)) => Json(part).into_response(),
+        Ok(Err(message)) => refused(message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn read_part(root: &Path, q: &PathQuery) -> Result<serde_json::Value, String> {
+    let path = resolve(root, &q.path)?;
+    // Only regular files: a FIFO or device a task made would block or never end.
+    let meta = std::fs::metadata(&path).map_err(|e| format!("path: {}: {e}", q.path))?;
+    if !meta.is_file() {
+        return Err(format!("path: {} is not a regular file", q.path));
+    }
+    let mut file = std::fs::File::open(&path).map_err(|e| format!("path: {}: {e}", q.path))?;
+    let size = meta.len();
     let offset = match q.offset {
         None => 0,
-        Some(-1) => return Json(serde_json::json!({ "data": "", "offset": size })).into_response(),
-        Some(o) if o < 0 => {
-            return error(StatusCode::BAD_REQUEST, format!("offset: {o} is negative"))
-        }
+        Some(-1) => return Ok(serde_json::json!({ "data": "", "offset": size })),
+        Some(o) if o < 0 => return Err(format!("offset: {o} is negative")),
         Some(o) => (o as u64).min(size),
     };
     let length = q.length.unwrap_or(MAX_READ).min(MAX_READ);
     let mut data = Vec::new();
-    let result = file
-        .seek(SeekFrom::Start(offset))
-        .and_then(|_| file.take(length).read_to_end(&mut data));
-    if let Err(e) = result {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("path: {}: {e}", q.path),
-        );
-    }
-    Json(serde_json::json!({
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.take(length).read_to_end(&mut data))
+        .map_err(|e| format!("path: {}: {e}", q.path))?;
+    Ok(serde_json::json!({
         "data": String::from_utf8_lossy(&data),
         "offset": offset,
     }))
-    .into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -110,15 +110,11 @@ impl Store {
     }
 
     pub fn save_task(&self, task: &TaskRecord) -> Result<()> {
-        write_atomic(
-            &self.dir.join("tasks"),
-            &format!("{}.json", task.task_id),
-            task,
-        )
+        write_atomic(&self.dir.join("tasks"), &file_name(&task.task_id)?, task)
     }
 
     pub fn remove_task(&self, task_id: &TaskId) -> Result<()> {
-        remove(&self.dir.join("tasks"), &format!("{task_id}.json"))
+        remove(&self.dir.join("tasks"), &file_name(task_id)?)
     }
 
     /// Stores `update` durably, after every update stored before it.
@@ -148,6 +144,15 @@ impl Store {
     pub fn acknowledge(&self, seq: u64) -> Result<()> {
         remove(&self.dir.join("updates"), &format!("{seq:020}.json"))
     }
+}
+
+/// `<task-id>.json`, refusing an id that is not a plain file name.
+fn file_name(task_id: &TaskId) -> Result<String> {
+    let id = task_id.as_str();
+    if id.starts_with('.') || id.contains('/') {
+        return Err(Error::Config(format!("task_id: {id:?} cannot name a file")));
+    }
+    Ok(format!("{id}.json"))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {

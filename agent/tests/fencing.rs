@@ -121,6 +121,7 @@ async fn commands_from_a_stale_term_are_refused() {
         // No executor binary here: the current task fails to start, which is an update too.
         executable: "/bin/false".into(),
         kill_grace: Duration::from_secs(1),
+        sandboxes_kept: 10,
     };
     let stop = CancellationToken::new();
     let agent = tokio::spawn(cairn_agent::run(config, stop.clone()));

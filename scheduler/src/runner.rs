@@ -92,8 +92,9 @@ struct Inner {
     projector: Projector,
     clock: Arc<dyn Clock>,
     config: RunnerConfig,
-    /// Serializes decisions: each sees the state every earlier one produced.
-    writes: tokio::sync::Mutex<()>,
+    /// Serializes decisions: each sees the state every earlier one produced. Holds the term
+    /// whose committed records this member is known to have applied (see `write`).
+    writes: tokio::sync::Mutex<Term>,
     /// Agents registered with this leader. Also guards `routed` (see `commands`).
     sessions: Mutex<Sessions>,
     generations: AtomicU64,
@@ -111,8 +112,22 @@ struct Session {
     generation: u64,
     /// What the agent listed at registration.
     known: Vec<KnownTask>,
-    /// Where the router sends the agent's commands while its stream is open.
-    route: Option<mpsc::Sender<Command>>,
+    /// Where the router sends the agent's commands (with their records' offsets) while its
+    /// stream is open.
+    route: Option<mpsc::Sender<(u64, Command)>>,
+    /// The agent's last registration, stream opening or heartbeat.
+    seen: tokio::time::Instant,
+}
+
+impl Session {
+    fn new(generation: u64, known: Vec<KnownTask>) -> Self {
+        Self {
+            generation,
+            known,
+            route: None,
+            seen: tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// What a decision appends, as whom, and what it answers.
@@ -137,7 +152,7 @@ impl Runner {
                 projector,
                 clock,
                 config,
-                writes: tokio::sync::Mutex::new(()),
+                writes: tokio::sync::Mutex::new(Term(0)),
                 sessions: Mutex::new(Sessions::default()),
                 generations: AtomicU64::new(1),
             }),
@@ -159,13 +174,21 @@ impl Runner {
     }
 
     /// Decides on the current state and appends the decision, one decision at a time;
-    /// returns once the projections include it.
+    /// returns once the projections include it. The first decision of a term waits until
+    /// this member has applied everything committed before it (a read index), so a new
+    /// leader never decides on a state older than its predecessor's; and a decision is
+    /// appended only while this member still leads.
     async fn write<T>(
         &self,
         decide: impl FnOnce(&State) -> Result<Decision<T>>,
     ) -> Result<(Option<cairn_log::engine::Appended>, T)> {
         self.ensure_leader()?;
-        let _turn = self.inner.writes.lock().await;
+        let mut synced = self.inner.writes.lock().await;
+        let term = self.inner.log.term();
+        if *synced != term {
+            self.inner.log.sync_with_leader().await?;
+            *synced = term;
+        }
         self.inner.projector.wait_for(self.inner.log.head()).await?;
         let decision = {
             let view = self.inner.projector.current().await;
@@ -182,7 +205,7 @@ impl Runner {
                 event,
             })
             .collect();
-        let appended = self.inner.log.append(entries).await?;
+        let appended = self.inner.log.append_as_leader(entries).await?;
         self.inner.projector.wait_for(appended.last.get()).await?;
         Ok((Some(appended), decision.out))
     }
@@ -207,9 +230,16 @@ impl Runner {
             return Err(Error::NotLeader { leader: None });
         }
         let minted = AgentId::new(format!("{:016x}-S0", mint())).expect("a valid id");
+        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
         let (appended, agent_id) = self
             .write(|state| {
                 let registration = agents::register(state, &request, minted);
+                // The session exists before the registration is logged, under the write
+                // lock: no decision can see the agent active but not connected.
+                self.inner.sessions.lock().expect("sessions").agents.insert(
+                    registration.agent_id.clone(),
+                    Session::new(generation, request.tasks.clone()),
+                );
                 Ok(Decision {
                     actor: Actor {
                         principal: Principal::Agent {
@@ -223,15 +253,6 @@ impl Runner {
             })
             .await?;
         let appended = appended.expect("a registration is always logged");
-        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
-        self.inner.sessions.lock().expect("sessions").agents.insert(
-            agent_id.clone(),
-            Session {
-                generation,
-                known: request.tasks,
-                route: None,
-            },
-        );
         info!(%agent_id, hostname = %request.hostname, offset = appended.last.get(), "agent registered");
         Ok(Registered {
             agent_id,
@@ -258,34 +279,51 @@ impl Runner {
             };
             session.generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
             session.route = Some(route_tx);
+            session.seen = tokio::time::Instant::now();
             (session.generation, session.known.clone(), routed)
         };
         self.inner.projector.wait_for(routed).await?;
-        let initial = {
+        let (initial, snapshot) = {
             let view = self.inner.projector.current().await;
-            agents::on_connect(&view, &agent_id, &known)
+            (agents::on_connect(&view, &agent_id, &known), view.offset)
         };
         let (out, rx) = mpsc::channel(64);
         tokio::spawn(
             self.clone()
-                .session(agent_id, generation, term, initial, route_rx, out),
+                .session(agent_id, generation, term, initial, snapshot, route_rx, out),
         );
         Ok(rx)
     }
 
+    /// Feeds one agent's stream: the catch-up commands (as of offset `snapshot`), then the
+    /// routed ones after it, with pings. Ends when the agent goes, stops calling in (no
+    /// heartbeat for three pings), cannot keep up, or this master stops leading.
+    #[allow(clippy::too_many_arguments)]
     async fn session(
         self,
         agent_id: AgentId,
         generation: u64,
         term: Term,
         initial: Vec<Command>,
-        mut routed: mpsc::Receiver<Command>,
+        snapshot: u64,
+        mut routed: mpsc::Receiver<(u64, Command)>,
         out: mpsc::Sender<Envelope>,
     ) {
-        let envelope = |command| Envelope { term, command };
+        let silence = Duration::from_secs(3 * PING_SECS);
+        // A send that cannot complete within the silence means a stuck peer.
+        let send = |command| {
+            let out = out.clone();
+            async move {
+                let envelope = Envelope { term, command };
+                matches!(
+                    tokio::time::timeout(silence, out.send(envelope)).await,
+                    Ok(Ok(()))
+                )
+            }
+        };
         let mut open = true;
         for command in initial {
-            if out.send(envelope(command)).await.is_err() {
+            if !send(command).await {
                 open = false;
                 break;
             }
@@ -294,43 +332,74 @@ impl Runner {
         while open {
             open = tokio::select! {
                 command = routed.recv() => match command {
-                    Some(command) => out.send(envelope(command)).await.is_ok(),
+                    // Already in the catch-up, which was taken at `snapshot`.
+                    Some((offset, _)) if offset <= snapshot => true,
+                    Some((_, command)) => send(command).await,
                     None => false,
                 },
                 _ = ping.tick() => {
                     let leading = self.inner.log.leader_elsewhere().is_none()
                         && self.inner.log.term() == term;
-                    leading && out.send(envelope(Command::Ping)).await.is_ok()
+                    let heard = self
+                        .inner
+                        .sessions
+                        .lock()
+                        .expect("sessions")
+                        .agents
+                        .get(&agent_id)
+                        .is_some_and(|s| s.seen.elapsed() < silence);
+                    leading && heard && send(Command::Ping).await
                 }
                 () = out.closed() => false,
             };
         }
-        let mine = {
-            let mut sessions = self.inner.sessions.lock().expect("sessions");
-            let mine = sessions
-                .agents
-                .get(&agent_id)
-                .is_some_and(|s| s.generation == generation);
-            if mine {
-                sessions.agents.remove(&agent_id);
-            }
-            mine
-        };
-        if mine {
-            info!(%agent_id, "the agent's command stream closed");
-            let actor = self.master();
-            let result = self
-                .write(|state| {
-                    Ok(Decision {
-                        actor,
-                        events: agents::disconnected(state, &agent_id, "its command stream closed"),
-                        out: (),
-                    })
+        info!(%agent_id, "the agent's command stream closed");
+        let actor = self.master();
+        let result = self
+            .write(|state| {
+                // Only if no later registration or stream replaced this one, decided under
+                // the write lock so that a re-registration cannot slip in between.
+                let mut sessions = self.inner.sessions.lock().expect("sessions");
+                let mine = sessions
+                    .agents
+                    .get(&agent_id)
+                    .is_some_and(|s| s.generation == generation);
+                let events = if mine {
+                    sessions.agents.remove(&agent_id);
+                    agents::disconnected(state, &agent_id, "its command stream closed")
+                } else {
+                    Vec::new()
+                };
+                Ok(Decision {
+                    actor,
+                    events,
+                    out: (),
                 })
-                .await;
-            if let Err(e) = result {
-                warn!(%agent_id, error = %e, "cannot record the agent's disconnection");
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(%agent_id, error = %e, "cannot record the agent's disconnection");
+        }
+    }
+
+    /// An agent's heartbeat: it is alive even when it has nothing to report.
+    pub fn heartbeat(&self, agent_id: &AgentId) -> Result<()> {
+        self.ensure_leader()?;
+        match self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .agents
+            .get_mut(agent_id)
+        {
+            Some(session) => {
+                session.seen = tokio::time::Instant::now();
+                Ok(())
             }
+            None => Err(Error::NotFound(format!(
+                "agent {agent_id} has not registered with this leader"
+            ))),
         }
     }
 
@@ -346,6 +415,10 @@ impl Runner {
                 "updates: {} in one request, at most {MAX_UPDATES_PER_POST}",
                 updates.len()
             )));
+        }
+        self.heartbeat(&agent_id)?;
+        if updates.is_empty() {
+            return Ok(Vec::new());
         }
         let (appended, outcomes) = self
             .write(|state| {
@@ -453,7 +526,8 @@ impl Runner {
         Ok(appended.map_or(0, |a| a.last.get()))
     }
 
-    /// Sends each committed command to the session of the agent it is for.
+    /// Sends each committed command to the session of the agent it is for. Retries (with
+    /// backoff) when it cannot follow the log, resuming where it stopped.
     async fn route(self, stop: CancellationToken) {
         let log = &self.inner.log;
         let start = log.head();
@@ -463,12 +537,18 @@ impl Runner {
         let mut router = Router::new(&*self.inner.projector.current().await);
         self.inner.sessions.lock().expect("sessions").routed = start;
         let mut from = Offset::new(start + 1).unwrap_or(Offset::FIRST);
+        let mut backoff = Duration::from_millis(100);
         loop {
             let mut subscription = match log.subscribe(from) {
                 Ok(s) => s,
                 Err(e) => {
-                    warn!(error = %e, "the command router cannot follow the log");
-                    return;
+                    warn!(error = %e, "the command router cannot follow the log; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
                 }
             };
             loop {
@@ -477,14 +557,19 @@ impl Runner {
                     () = stop.cancelled() => return,
                 };
                 match next {
+                    // The log closed: the process is stopping.
                     None => return,
                     Some(Ok(record)) => {
+                        backoff = Duration::from_millis(100);
                         let offset = record.offset.get();
                         let routed = router.route(offset, &record.event);
                         let mut sessions = self.inner.sessions.lock().expect("sessions");
                         if let Some((agent_id, command)) = routed {
                             if let Some(session) = sessions.agents.get_mut(&agent_id) {
-                                let sent = session.route.as_ref().map(|r| r.try_send(command));
+                                let sent = session
+                                    .route
+                                    .as_ref()
+                                    .map(|r| r.try_send((offset, command)));
                                 if let Some(Err(e)) = sent {
                                     warn!(%agent_id, error = %e, "the agent's commands back up; closing its stream");
                                     session.route = None;
@@ -492,14 +577,15 @@ impl Runner {
                             }
                         }
                         sessions.routed = offset;
-                    }
-                    Some(Err(cairn_log::Error::Lagged { resume_from, .. })) => {
-                        from = Offset::new(resume_from).unwrap_or(Offset::FIRST);
-                        break;
+                        from = record.offset.next();
                     }
                     Some(Err(e)) => {
-                        warn!(error = %e, "the command router cannot follow the log");
-                        return;
+                        if let cairn_log::Error::Lagged { resume_from, .. } = e {
+                            from = Offset::new(resume_from).unwrap_or(from);
+                        } else {
+                            warn!(error = %e, "the command router lost the log; resubscribing");
+                        }
+                        break;
                     }
                 }
             }
@@ -517,7 +603,10 @@ impl Runner {
                 () = stop.cancelled() => return,
             }
             if self.inner.log.leader_elsewhere().is_some() {
-                leading = None;
+                // Sessions belong to a leadership: a later term here starts from none.
+                if leading.take().is_some() {
+                    self.inner.sessions.lock().expect("sessions").agents.clear();
+                }
                 continue;
             }
             let term = self.inner.log.term();
@@ -528,32 +617,33 @@ impl Runner {
                 continue;
             };
             let settled = since.elapsed() >= self.inner.config.reconnect_grace;
-            let connected: Vec<AgentId> = self
-                .inner
-                .sessions
-                .lock()
-                .expect("sessions")
-                .agents
-                .keys()
-                .cloned()
-                .collect();
             let now = self.inner.clock.now();
             let timeout = self.inner.config.agent_timeout.as_micros() as i64;
+            let grace = self.inner.config.reconnect_grace;
             let actor = self.master();
             let result = self
                 .write(|state| {
+                    // Under the write lock: registrations insert their sessions under it too.
+                    let connected: Vec<AgentId> = {
+                        let mut sessions = self.inner.sessions.lock().expect("sessions");
+                        // A registration whose stream never opened is not a connection.
+                        sessions
+                            .agents
+                            .retain(|_, s| s.route.is_some() || s.seen.elapsed() < grace);
+                        sessions.agents.keys().cloned().collect()
+                    };
                     let mut events = Vec::new();
                     if settled {
-                        for (agent_id, _) in state
+                        for agent_id in state
                             .cluster
                             .agents
-                            .iter()
-                            .filter(|(id, _)| !connected.contains(id))
+                            .keys()
+                            .filter(|id| !connected.contains(id))
                         {
                             events.extend(agents::disconnected(
                                 state,
                                 agent_id,
-                                "it did not reconnect to the new leader",
+                                "it is not connected to the leader",
                             ));
                         }
                     }

@@ -67,6 +67,12 @@ impl Agent {
         self.lines = None;
     }
 
+    /// Sends `signal` to the agent process (SIGSTOP to hang it, SIGCONT to resume it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.proc.as_ref().expect("a running agent").0.id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("signal");
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

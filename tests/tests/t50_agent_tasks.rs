@@ -223,6 +223,30 @@ fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
     .unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("inside the sandboxes"));
+    // A task controls its sandbox: a link out of it, or a FIFO, is not served.
+    let id = run_task(
+        &masters,
+        &["--wait", "--", "ln -s / escape; mkfifo pipe; echo done"],
+    );
+    for (path, code, why) in [
+        (
+            format!("{id}/escape/etc/passwd"),
+            400,
+            "inside the sandboxes",
+        ),
+        (format!("{id}/pipe"), 404, "not a regular file"),
+    ] {
+        let (status, body) = cairn_tests::http_to(
+            &dev.agent_addr(),
+            "GET",
+            &format!("/files/read?path={path}"),
+            "",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(status, code, "{path}: {body}");
+        assert!(body.contains(why), "{path}: {body}");
+    }
     let (status, body) = cairn_tests::http_to(
         &dev.agent_addr(),
         "GET",
@@ -241,7 +265,7 @@ fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
     )
     .unwrap();
     assert!(
-        metrics.lines().any(|l| l == "cairn_agent_launches_total 2"),
+        metrics.lines().any(|l| l == "cairn_agent_launches_total 3"),
         "{metrics}"
     );
     dev.stop();

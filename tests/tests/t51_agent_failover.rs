@@ -145,3 +145,62 @@ fn a_silent_agent_is_lost_and_reconciled_when_it_returns() {
     let gone = wait_for_state(&masters[0], &forgotten, "TASK_GONE", MINUTE);
     assert_eq!(gone["statuses"][3]["reason"], "REASON_RECONCILIATION");
 }
+
+#[test]
+fn sandboxes_of_ended_tasks_are_collected_oldest_first() {
+    let mut m = Masters::on_loopback(1);
+    m.start(0, 1);
+    leader(&m);
+    let masters = vec![m.addr(0)];
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = Agent::start(&masters, dir.path(), &["--sandboxes-kept", "2"]);
+    let sandboxes = dir.path().join("sandboxes");
+    let count = || std::fs::read_dir(&sandboxes).map_or(0, |d| d.count());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(run_task(&masters, &["--wait", "--", &format!("echo {i}")]));
+    }
+    // The two newest stay, with their logs.
+    wait_until("old sandboxes to be collected", MINUTE, || count() == 2);
+    for id in &ids[3..] {
+        assert!(
+            sandboxes.join(id).join("stdout").exists(),
+            "{id} was collected"
+        );
+    }
+}
+
+#[test]
+fn a_hung_agent_is_noticed_by_its_silence_and_recovers_when_it_wakes() {
+    let mut m = Masters::on_loopback(1)
+        .with_config("[agents]\ntimeout-secs = 2\nreconnect-grace-secs = 1\n");
+    m.start(0, 1);
+    leader(&m);
+    let masters = vec![m.addr(0)];
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&masters, dir.path(), &["--cpus", "2", "--mem", "512"]);
+    let id = run_task(&masters, &["--", "exec sleep 1000"]);
+    wait_for_state(&masters[0], &id, "TASK_RUNNING", MINUTE);
+    let agent_id = task(&masters[0], &id)["agentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Hung, its connection still open: no heartbeat for three pings ends its session.
+    agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    let lost = wait_for_state(&masters[0], &id, "TASK_LOST", MINUTE);
+    assert_eq!(lost["statuses"][3]["reason"], "REASON_AGENT_REMOVED");
+    assert_eq!(
+        state(&masters[0])["cluster"]["agents"][&agent_id]["status"],
+        "Lost"
+    );
+
+    // Awake again, it re-registers, and its task, lost in the log, is killed.
+    agent.signal(nix::sys::signal::Signal::SIGCONT);
+    wait_until("the agent to be back", MINUTE, || {
+        state(&masters[0])["cluster"]["agents"][&agent_id]["status"] == "Active"
+    });
+    wait_until("the lost task to be killed on the agent", MINUTE, || {
+        agent.state()["tasks"].as_array().is_some_and(Vec::is_empty)
+    });
+}

@@ -183,7 +183,7 @@ fn the_nginx_example_serves_http_on_its_host_port() {
     let app: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/examples/nginx-app.json"
+            "/fixtures/examples/nginx-app.json"
         ))
         .expect("tests/fixtures/examples/nginx-app.json"),
     )

@@ -5,7 +5,7 @@
 //! `stderr`. Containers carry labels naming the task and the agent, so a restarted agent finds
 //! its own and kills those it no longer knows.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -191,7 +191,7 @@ impl DockerExecutor {
     }
 
     /// Copies the container's output into the sandbox until it stops, then reports how it
-    /// ended and removes it.
+    /// ended. The caller removes the container once that report is stored.
     pub async fn wait(&self, sandbox: &Path, container_id: &str) -> ExitReport {
         let docker = match self.docker() {
             Ok(docker) => docker,
@@ -238,12 +238,6 @@ impl DockerExecutor {
                 _ => None,
             },
         };
-        let _ = docker
-            .remove_container(
-                container_id,
-                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await;
         report
     }
 
@@ -258,8 +252,21 @@ impl DockerExecutor {
         }
     }
 
-    /// Kills and removes this agent's containers whose tasks it does not know.
-    pub async fn remove_orphans(&self, known: &BTreeSet<TaskId>) {
+    /// Kills and removes a container, if it exists.
+    pub async fn remove(&self, container: &str) {
+        if let Ok(docker) = self.docker() {
+            let _ = docker
+                .remove_container(
+                    container,
+                    Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await;
+        }
+    }
+
+    /// Kills and removes this agent's containers whose tasks it does not know (asked at the
+    /// moment each is looked at, so a task launched meanwhile is known).
+    pub async fn remove_orphans(&self, known: impl Fn(&TaskId) -> bool) {
         let Ok(docker) = self.docker() else { return };
         let filters = HashMap::from([(
             "label".to_owned(),
@@ -277,7 +284,7 @@ impl DockerExecutor {
             let known = task
                 .as_ref()
                 .and_then(|t| TaskId::new(t).ok())
-                .is_some_and(|t| known.contains(&t));
+                .is_some_and(|t| known(&t));
             if !known {
                 if let Some(id) = c.id {
                     info!(container_id = %id, task = ?task, "removing a container of an unknown task");

@@ -108,36 +108,41 @@ impl ProcessExecutor {
                     .map_err(|e| failed(format!("cannot create the task's cgroup: {e}")))?,
             ),
         };
+        let cleanup = |e: StartError| {
+            if let Some(cgroup) = &cgroup {
+                cgroup.remove(None);
+            }
+            e
+        };
         let launch = ProcessLaunch {
             program,
             args,
             env,
             uid,
             gid,
-            cgroup,
+            cgroup: cgroup.clone(),
             kill_grace_secs: spec
                 .kill_grace_period_secs
                 .unwrap_or(default_grace.as_secs()),
         };
-        let bytes = serde_json::to_vec(&launch).map_err(|e| failed(e.to_string()))?;
+        let bytes = serde_json::to_vec(&launch).map_err(|e| cleanup(failed(e.to_string())))?;
         fs::write(control.join("launch.json"), bytes)
-            .map_err(|e| failed(format!("cannot write launch.json: {e}")))?;
+            .map_err(|e| cleanup(failed(format!("cannot write launch.json: {e}"))))?;
+        let log = fs::File::create(control.join("executor.log"))
+            .map_err(|e| cleanup(failed(format!("cannot create executor.log: {e}"))))?;
         let child = tokio::process::Command::new(&self.executable)
             .arg("executor")
             .arg(sandbox)
             .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(
-                fs::File::create(control.join("executor.log"))
-                    .map_err(|e| failed(format!("cannot create executor.log: {e}")))?,
-            )
+            .stderr(log)
             .spawn()
             .map_err(|e| {
-                failed(format!(
+                cleanup(failed(format!(
                     "cannot start the executor {}: {e}",
                     self.executable.display()
-                ))
+                )))
             })?;
         let pid = child.id().unwrap_or_default() as i32;
         let start_ticks = start_ticks(pid).unwrap_or_default();
@@ -166,7 +171,18 @@ pub async fn wait(
             }
         }
     }
-    read_report(sandbox)
+    let report = read_report(sandbox);
+    if report.error.is_some() {
+        // The executor died without cleaning up (killed from outside): do it for it.
+        let launch: Option<ProcessLaunch> = fs::read(sandbox.join(CONTROL_DIR).join("launch.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(cgroup) = launch.and_then(|l| l.cgroup) {
+            cgroup.drain(None).await;
+            cgroup.remove(None);
+        }
+    }
+    report
 }
 
 /// The exit report in `sandbox`, or one saying the executor left none.
@@ -180,20 +196,33 @@ pub fn read_report(sandbox: &Path) -> ExitReport {
         })
 }
 
-/// Asks the executor to stop the task: SIGTERM now, SIGKILL after `grace`.
-pub fn kill_task(sandbox: &Path, runtime: &Runtime, grace: Duration) {
-    let Runtime::Process { pid, start_ticks } = runtime else {
-        return;
-    };
+/// Leaves the kill request where the executor looks for it (`.cairn/kill.json`).
+pub fn request_kill(sandbox: &Path, grace: Duration) {
     let request = KillRequest {
         grace_secs: grace.as_secs(),
     };
     if let Ok(bytes) = serde_json::to_vec(&request) {
         let _ = fs::write(sandbox.join(CONTROL_DIR).join("kill.json"), bytes);
     }
-    if is_alive(*pid, *start_ticks) {
+}
+
+/// Asks the executor to stop the task: SIGTERM now, SIGKILL after `grace`. Until the
+/// executor is ready (its handler installed, `.cairn/ready` written) it is not signalled: it
+/// reads the request itself once ready, so no kill is lost and none kills it unprepared.
+pub fn kill_task(sandbox: &Path, runtime: &Runtime, grace: Duration) {
+    let Runtime::Process { pid, start_ticks } = runtime else {
+        return;
+    };
+    request_kill(sandbox, grace);
+    if started(sandbox).is_some() && is_alive(*pid, *start_ticks) {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
     }
+}
+
+/// The executor of the task in `sandbox`, as it announced itself once ready.
+pub fn started(sandbox: &Path) -> Option<Runtime> {
+    let bytes = fs::read(sandbox.join(CONTROL_DIR).join("ready")).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Whether `pid` is still the process that started at `start_ticks` (not a recycled pid, not a
@@ -212,7 +241,8 @@ pub fn is_alive(pid: i32, start_ticks: u64) -> bool {
     }
 }
 
-fn start_ticks(pid: i32) -> Option<u64> {
+/// The start time of `pid`, in clock ticks since boot (field 22 of its `stat`).
+pub fn start_ticks(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -244,6 +274,11 @@ pub fn final_status(report: &ExitReport) -> (TaskState, Option<&'static str>, St
             TaskState::Killed,
             None,
             format!("Command exited with status {code} after a kill"),
+        ),
+        (None, None) if report.killed => (
+            TaskState::Killed,
+            None,
+            "killed before the command started".into(),
         ),
         (Some(0), _) => (
             TaskState::Finished,

@@ -15,12 +15,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::{ExitReport, CONTROL_DIR};
 use crate::cgroups::TaskCgroup;
+use crate::store::Runtime;
 
 /// What the agent tells the executor to run (`.cairn/launch.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct ProcessLaunch {
     pub cgroup: Option<TaskCgroup>,
     pub kill_grace_secs: u64,
 }
+
+/// The longest grace period honoured (a day): a larger one is taken as this.
+pub const MAX_GRACE_SECS: u64 = 86_400;
 
 /// How long to kill a task the agent asked to stop (`.cairn/kill.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +85,23 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
         error: Some(error),
         ..ExitReport::default()
     };
+    // The handler first, then `ready`: the agent signals only a ready executor, and one that
+    // became ready after a kill was asked for finds the request below.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => return failed(format!("executor: cannot handle SIGTERM: {e}")),
+    };
+    let me = std::process::id();
+    let ready = Runtime::Process {
+        pid: me as i32,
+        start_ticks: super::process::start_ticks(me as i32).unwrap_or_default(),
+    };
+    if let Err(e) = serde_json::to_vec(&ready)
+        .map_err(std::io::Error::other)
+        .and_then(|b| fs::write(control.join("ready"), b))
+    {
+        return failed(format!("executor: cannot write ready: {e}"));
+    }
     let launch: ProcessLaunch = match fs::read(control.join("launch.json"))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -88,9 +109,21 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
         Ok(launch) => launch,
         Err(e) => return failed(format!("executor: cannot read launch.json: {e}")),
     };
-    let me = std::process::id();
+    let kill_request = || {
+        fs::read(control.join("kill.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<KillRequest>(&b).ok())
+    };
+    if kill_request().is_some() {
+        cleanup(None, launch.cgroup.as_ref(), None).await;
+        return ExitReport {
+            killed: true,
+            ..ExitReport::default()
+        };
+    }
     if let Some(cgroup) = &launch.cgroup {
         if let Err(e) = cgroup.join(me) {
+            cleanup(None, Some(cgroup), Some(me)).await;
             return failed(format!("cannot enter the task's cgroup: {e}"));
         }
     }
@@ -102,7 +135,10 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
     };
     let (stdout, stderr) = match (open("stdout"), open("stderr")) {
         (Ok(out), Ok(err)) => (out, err),
-        (Err(e), _) | (_, Err(e)) => return failed(format!("cannot open the task's logs: {e}")),
+        (Err(e), _) | (_, Err(e)) => {
+            cleanup(None, launch.cgroup.as_ref(), Some(me)).await;
+            return failed(format!("cannot open the task's logs: {e}"));
+        }
     };
     let mut command = tokio::process::Command::new(&launch.program);
     command
@@ -120,14 +156,10 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
     if let Some(uid) = launch.uid {
         command.uid(uid);
     }
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => return failed(format!("executor: cannot handle SIGTERM: {e}")),
-    };
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            cleanup(None, launch.cgroup.as_ref(), me).await;
+            cleanup(None, launch.cgroup.as_ref(), Some(me)).await;
             return failed(format!("cannot start {:?}: {e}", launch.program));
         }
     };
@@ -139,14 +171,11 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
             status = child.wait() => break status,
             _ = term.recv(), if !killed => {
                 killed = true;
-                let grace = fs::read(control.join("kill.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<KillRequest>(&b).ok())
-                    .map_or(launch.kill_grace_secs, |k| k.grace_secs);
+                let grace = kill_request().map_or(launch.kill_grace_secs, |k| k.grace_secs);
                 if let Some(group) = group {
                     let _ = killpg(group, Signal::SIGTERM);
                 }
-                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(grace));
+                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(grace.min(MAX_GRACE_SECS)));
             }
             () = sleep_until(deadline) => {
                 if let Some(group) = group {
@@ -156,7 +185,7 @@ async fn supervise(sandbox: &Path, control: &Path) -> ExitReport {
             }
         }
     };
-    cleanup(group, launch.cgroup.as_ref(), me).await;
+    cleanup(group, launch.cgroup.as_ref(), Some(me)).await;
     let oom = launch.cgroup.as_ref().is_some_and(TaskCgroup::oom_killed);
     match status {
         Ok(status) => {
@@ -182,28 +211,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Kills what the task left behind: its process group, then anything else in its cgroup;
-/// then removes the cgroup once the kernel has emptied it.
-async fn cleanup(group: Option<Pid>, cgroup: Option<&TaskCgroup>, me: u32) {
+/// then removes the cgroup.
+async fn cleanup(group: Option<Pid>, cgroup: Option<&TaskCgroup>, me: Option<u32>) {
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
     }
-    let Some(cgroup) = cgroup else { return };
-    // Killed processes leave the cgroup when the kernel has reaped them: wait for that, within
-    // a bound, so the directory can go.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let others: Vec<i32> = cgroup
-            .pids()
-            .into_iter()
-            .filter(|p| *p != me as i32)
-            .collect();
-        if others.is_empty() || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        for pid in others {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Some(cgroup) = cgroup {
+        cgroup.drain(me).await;
+        cgroup.remove(me);
     }
-    cgroup.remove(me);
 }

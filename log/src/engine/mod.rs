@@ -696,6 +696,22 @@ impl Log {
     /// Appends `entries` in order; returns once they are committed and applied. Concurrent
     /// appends are group-committed. On a follower the append is forwarded to the leader.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<Appended> {
+        self.append_entries(entries, Forwarding::Allowed).await
+    }
+
+    /// Like [`Log::append`], but only on the leader: a member that no longer leads answers
+    /// [`Error::NotLeader`] rather than forwarding, so a decision taken on a deposed leader's
+    /// state is never appended under the new one.
+    pub async fn append_as_leader(&self, entries: Vec<Entry>) -> Result<Appended> {
+        self.append_entries(entries, Forwarding::AlreadyForwarded)
+            .await
+    }
+
+    async fn append_entries(
+        &self,
+        entries: Vec<Entry>,
+        forwarding: Forwarding,
+    ) -> Result<Appended> {
         if entries.is_empty() {
             return Err(Error::EmptyBatch);
         }
@@ -710,7 +726,7 @@ impl Log {
             .iter()
             .map(|entry| serde_json::value::to_raw_value(entry).map_err(Error::Encode))
             .collect::<Result<Vec<_>>>()?;
-        self.append_payloads(payloads, Forwarding::Allowed).await
+        self.append_payloads(payloads, forwarding).await
     }
 
     /// Appends encoded entries; forwards them to the leader if allowed and this member does
