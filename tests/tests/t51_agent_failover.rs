@@ -94,14 +94,19 @@ fn status_updates_survive_leader_and_agent_kills() {
     );
 }
 
-#[test]
-fn a_silent_agent_is_lost_and_reconciled_when_it_returns() {
+/// One master that gives up on a silent agent after 2 s; its address; a dir for an agent.
+fn impatient_master() -> (Masters, Vec<String>, tempfile::TempDir) {
     let mut m = Masters::on_loopback(1)
         .with_config("[agents]\ntimeout-secs = 2\nreconnect-grace-secs = 1\n");
     m.start(0, 1);
     leader(&m);
     let masters = vec![m.addr(0)];
-    let dir = tempfile::tempdir().unwrap();
+    (m, masters, tempfile::tempdir().unwrap())
+}
+
+#[test]
+fn a_silent_agent_is_lost_and_reconciled_when_it_returns() {
+    let (_m, masters, dir) = impatient_master();
     let mut agent = Agent::start(&masters, dir.path(), &["--cpus", "2", "--mem", "512"]);
 
     // The agent vanishes while its task runs: the agent and the task are lost.
@@ -172,12 +177,7 @@ fn sandboxes_of_ended_tasks_are_collected_oldest_first() {
 
 #[test]
 fn a_hung_agent_is_noticed_by_its_silence_and_recovers_when_it_wakes() {
-    let mut m = Masters::on_loopback(1)
-        .with_config("[agents]\ntimeout-secs = 2\nreconnect-grace-secs = 1\n");
-    m.start(0, 1);
-    leader(&m);
-    let masters = vec![m.addr(0)];
-    let dir = tempfile::tempdir().unwrap();
+    let (_m, masters, dir) = impatient_master();
     let agent = Agent::start(&masters, dir.path(), &["--cpus", "2", "--mem", "512"]);
     let id = run_task(&masters, &["--", "exec sleep 1000"]);
     wait_for_state(&masters[0], &id, "TASK_RUNNING", MINUTE);
