@@ -78,6 +78,10 @@ pub struct Framework {
     pub updated_at: Timestamp,
     /// Roles it asked not to be offered; `*` alone means all of them.
     pub suppressed: BTreeSet<String>,
+    /// Agents whose resources it declined, until when it is not offered them again
+    /// (`refuse_seconds`); a revive clears them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filters: BTreeMap<AgentId, Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

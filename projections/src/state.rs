@@ -257,6 +257,7 @@ impl State {
                     registered_at: at,
                     updated_at: at,
                     suppressed: BTreeSet::new(),
+                    filters: BTreeMap::new(),
                 };
                 if self
                     .cluster
@@ -288,8 +289,12 @@ impl State {
                 ),
             },
             Event::OffersRevived(e) => match self.cluster.frameworks.get_mut(&e.framework_id) {
-                Some(f) if e.roles.is_empty() => f.suppressed.clear(),
+                Some(f) if e.roles.is_empty() => {
+                    f.suppressed.clear();
+                    f.filters.clear();
+                }
                 Some(f) => {
+                    f.filters.clear();
                     f.suppressed.remove("*");
                     for role in &e.roles {
                         f.suppressed.remove(role);
@@ -328,8 +333,31 @@ impl State {
             }
             Event::OfferAccepted(e) => self.close_offer(offset, &e.offer_id),
             Event::OffersDeclined(e) => {
+                let until = Timestamp::from_micros(
+                    at.as_micros().saturating_add(
+                        i64::try_from(e.refuse_millis)
+                            .unwrap_or(i64::MAX / 1000)
+                            .saturating_mul(1000),
+                    ),
+                );
                 for offer_id in &e.offer_ids {
+                    let agent = self
+                        .cluster
+                        .offers
+                        .get(offer_id)
+                        .map(|o| o.agent_id.clone());
                     self.close_offer(offset, offer_id);
+                    if let (Some(agent), Some(f)) =
+                        (agent, self.cluster.frameworks.get_mut(&e.framework_id))
+                    {
+                        if e.refuse_millis > 0 {
+                            f.filters.insert(agent, until);
+                        }
+                    }
+                }
+                // Filters that have run out are dropped, so they do not pile up.
+                if let Some(f) = self.cluster.frameworks.get_mut(&e.framework_id) {
+                    f.filters.retain(|_, until| *until > at);
                 }
             }
             Event::OfferRescinded(e) => self.close_offer(offset, &e.offer_id),

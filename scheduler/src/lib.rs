@@ -1,6 +1,7 @@
 //! `cairn-scheduler`: the leader's deciders — the agents decider (registration,
-//! reconciliation, lost agents, command routing), one-off task placement, and (with the
-//! offers/apps and jobs issues) the allocator, the apps scheduler and the jobs scheduler.
+//! reconciliation, lost agents, command routing), one-off task placement, the allocator (DRF
+//! offers; the runner runs it once frameworks take offers, with the apps issue), and (with
+//! the apps and jobs issues) the apps scheduler and the jobs scheduler.
 //!
 //! **Boundary.** Depends on `cairn-projections` and `cairn-log` (its vocabulary, the agent
 //! protocol's shapes, and the engine for the runner); nothing here serves HTTP: the binary
@@ -12,6 +13,7 @@
 //! one decision at a time, each on the state that includes every earlier one.
 
 pub mod agents;
+pub mod allocator;
 pub mod runner;
 pub mod tasks;
 

@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 use prometheus_client::registry::Registry;
 
 mod agent;
+mod allocator;
 mod graphql;
 mod projections;
 
@@ -93,6 +94,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         clients: usize,
     },
+    /// Allocation cycles of the DRF allocator (the pure decider, in memory).
+    Allocator {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 100)]
+        frameworks: usize,
+        #[arg(long, default_value_t = 50)]
+        cycles: usize,
+    },
     /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
     Graphql {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -117,6 +127,15 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
         PathBuf,
         std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>>,
     ) = match command {
+        // In memory: no scratch directory.
+        BenchCommand::Allocator {
+            agents,
+            frameworks,
+            cycles,
+        } => {
+            allocator::bench(agents, frameworks.max(1), cycles)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         BenchCommand::Log {
             dir,
             appenders,
