@@ -4,6 +4,7 @@
 mod agent_api;
 mod agent_cmd;
 mod api;
+mod app_cmd;
 mod bench;
 mod cluster_cmd;
 mod config;
@@ -44,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
+    /// Marathon app definitions: check one (the apps scheduler adds apply, scale, restart…).
+    App {
+        #[command(subcommand)]
+        command: app_cmd::AppCommand,
+    },
     /// Run, kill and inspect one-off tasks, and read their logs.
     Task {
         #[command(subcommand)]
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
         Command::Agent(flags) => agent_cmd::main(flags),
         Command::Executor { sandbox } => Ok(agent_cmd::executor(sandbox)),
         Command::Cluster { command } => cluster_cmd::main(command),
+        Command::App { command } => app_cmd::main(command),
         Command::Task { command } => task_cmd::main(command),
         Command::Query(args) => query_cmd::query(args),
         Command::Events(args) => query_cmd::events(args),

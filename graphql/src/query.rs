@@ -23,6 +23,24 @@ use crate::{error, Code};
 #[derive(Debug)]
 pub struct Query;
 
+/// One field's problems in a definition (Marathon's `details`).
+#[derive(SimpleObject)]
+pub struct ValidationDetail {
+    /// The JSON path, e.g. `/container/docker/portMappings/0/hostPort`.
+    path: String,
+    errors: Vec<String>,
+}
+
+/// What `validateApp` found.
+#[derive(SimpleObject)]
+pub struct AppValidation {
+    valid: bool,
+    /// Every problem, all at once; empty when valid.
+    details: Vec<ValidationDetail>,
+    /// The app as cairn would store it, Marathon's defaults filled in, when valid.
+    spec: Option<Json<serde_json::Value>>,
+}
+
 #[derive(SimpleObject)]
 pub struct Count {
     /// How many items match, over every page.
@@ -240,6 +258,30 @@ impl Query {
             before,
         )
         .await
+    }
+
+    /// Checks a Marathon app definition (the JSON of `POST /v2/apps`) without changing
+    /// anything: every error with its path, or the app as it would be stored.
+    async fn validate_app(&self, definition: Json<serde_json::Value>) -> AppValidation {
+        match cairn_scheduler::marathon::parse_app(&definition.0) {
+            Ok(spec) => AppValidation {
+                valid: true,
+                details: Vec::new(),
+                spec: serde_json::to_value(spec).ok().map(Json),
+            },
+            Err(invalid) => AppValidation {
+                valid: false,
+                details: invalid
+                    .details
+                    .into_iter()
+                    .map(|d| ValidationDetail {
+                        path: d.path,
+                        errors: d.errors,
+                    })
+                    .collect(),
+                spec: None,
+            },
+        }
     }
 
     /// How an app or a job changed between two moments: its definition and state before and

@@ -84,6 +84,8 @@ fn app_spec(app_id: &AppId, instances: u32) -> AppSpec {
             max_launch_delay_secs: 300.0,
         },
         user: None,
+        dependencies: vec![],
+        kill_grace_period_secs: None,
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod agents;
 pub mod allocator;
+pub mod marathon;
 pub mod runner;
 pub mod tasks;
 

@@ -69,6 +69,12 @@ pub struct AppSpec {
     pub backoff: Backoff,
     #[serde(default)]
     pub user: Option<String>,
+    /// Apps deployed before this one (Marathon's `dependencies`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<AppId>,
+    /// Time between SIGTERM and SIGKILL when an instance is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace_period_secs: Option<u64>,
 }
 
 /// An app was created at `version`.

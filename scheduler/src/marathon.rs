@@ -1,0 +1,758 @@
+//! Marathon app definitions (the JSON of `POST /v2/apps`, `cairn app apply`) into validated
+//! [`AppSpec`]s. Every error is reported at once with its JSON path, Marathon's way
+//! (`{"path": "/container/docker/portMappings/0/hostPort", "errors": [...]}`), and a definition
+//! with any error yields no spec. Defaults are Marathon's (`app.raml`). Read-only fields an
+//! `AppInfo` carries (`version`, `tasks`, …) are ignored, as Marathon ignores them.
+
+use std::collections::BTreeMap;
+
+use cairn_log::event::{
+    AppId, AppSpec, Backoff, CommandSpec, ContainerSpec, DockerNetwork, DockerParameter,
+    DockerSpec, HealthCheck, HealthProtocol, PortDefinition, PortMapping, UpgradeStrategy, Volume,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One field's errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    pub path: String,
+    pub errors: Vec<String>,
+}
+
+/// Marathon's 422 body: `{"message": "Object is not valid", "details": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invalid {
+    pub message: String,
+    pub details: Vec<Detail>,
+}
+
+const OPERATORS: &[&str] = &[
+    "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
+];
+
+/// Collects errors by path while the definition is read.
+#[derive(Default)]
+struct Errors(BTreeMap<String, Vec<String>>);
+
+impl Errors {
+    fn add(&mut self, path: &str, error: impl Into<String>) {
+        self.0
+            .entry(path.to_owned())
+            .or_default()
+            .push(error.into());
+    }
+}
+
+/// A reader of one JSON object at `path`.
+struct Object<'a> {
+    map: Option<&'a Map<String, Value>>,
+    path: String,
+}
+
+impl<'a> Object<'a> {
+    fn new(value: Option<&'a Value>, path: &str, errors: &mut Errors) -> Self {
+        let map = match value {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => {
+                errors.add(or_root(path), "must be an object");
+                None
+            }
+        };
+        Self {
+            map,
+            path: path.to_owned(),
+        }
+    }
+
+    fn at(&self, key: &str) -> String {
+        format!("{}/{key}", self.path)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map?.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &str, errors: &mut Errors) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                errors.add(&self.at(key), "must be a string");
+                None
+            }
+        }
+    }
+
+    fn number(&self, key: &str, default: f64, min: f64, max: f64, errors: &mut Errors) -> f64 {
+        match self.get(key) {
+            None => default,
+            Some(Value::Number(n)) => {
+                let v = n.as_f64().unwrap_or(f64::NAN);
+                if v >= min && v <= max {
+                    v
+                } else {
+                    errors.add(
+                        &self.at(key),
+                        format!("must be between {min} and {max}, got {v}"),
+                    );
+                    default
+                }
+            }
+            Some(_) => {
+                errors.add(&self.at(key), "must be a number");
+                default
+            }
+        }
+    }
+
+    fn integer(&self, key: &str, default: u64, max: u64, errors: &mut Errors) -> u64 {
+        match self.get(key) {
+            None => default,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v <= max => v,
+                _ => {
+                    errors.add(
+                        &self.at(key),
+                        format!("must be a whole number from 0 to {max}"),
+                    );
+                    default
+                }
+            },
+            Some(_) => {
+                errors.add(&self.at(key), "must be a whole number");
+                default
+            }
+        }
+    }
+
+    fn boolean(&self, key: &str, errors: &mut Errors) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                errors.add(&self.at(key), "must be true or false");
+                false
+            }
+        }
+    }
+
+    fn array(&self, key: &str, errors: &mut Errors) -> &'a [Value] {
+        match self.get(key) {
+            None => &[],
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                errors.add(&self.at(key), "must be an array");
+                &[]
+            }
+        }
+    }
+
+    fn strings(&self, key: &str, errors: &mut Errors) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match self.get(key) {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (k, v) in map {
+                    match v {
+                        Value::String(s) => {
+                            out.insert(k.clone(), s.clone());
+                        }
+                        _ => errors.add(
+                            &format!("{}/{k}", self.at(key)),
+                            "must be a string (secrets are not supported)",
+                        ),
+                    }
+                }
+            }
+            Some(_) => errors.add(&self.at(key), "must be an object of strings"),
+        }
+        out
+    }
+}
+
+fn or_root(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// Marathon's path ids: `/group/app`, each segment lower-case letters, digits, `-` and `.`
+/// (not only dots); a relative id is taken from the root.
+pub fn app_id(raw: &str) -> Result<AppId, String> {
+    let trimmed = raw.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err("must name an app, e.g. /group/app".into());
+    }
+    for segment in trimmed.split('/') {
+        let valid = !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && !segment.chars().all(|c| c == '.')
+            && !segment.starts_with('-')
+            && !segment.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "{segment:?} is not a valid id segment: lower-case letters, digits, '-' and '.', not starting or ending with '-'"
+            ));
+        }
+    }
+    AppId::new(format!("/{trimmed}")).map_err(|e| e.to_string())
+}
+
+/// Reads a Marathon app definition; every error at once, or the validated spec.
+pub fn parse_app(definition: &Value) -> Result<AppSpec, Invalid> {
+    let mut errors = Errors::default();
+    let app = Object::new(Some(definition), "", &mut errors);
+    let id = match app.string("id", &mut errors) {
+        Some(raw) => app_id(&raw).map_err(|e| errors.add("/id", e)).ok(),
+        None => {
+            errors.add("/id", "is required");
+            None
+        }
+    };
+    let cmd = app.string("cmd", &mut errors);
+    let args: Vec<String> = app
+        .array("args", &mut errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                errors.add(&format!("/args/{i}"), "must be a string");
+                None
+            }
+        })
+        .collect();
+    if cmd.is_some() && !args.is_empty() {
+        errors.add("/", "cmd and args cannot both be given");
+    }
+    let env = app.strings("env", &mut errors);
+    let user = app.string("user", &mut errors);
+    let command = match (cmd, args.is_empty()) {
+        (Some(value), _) => Some(CommandSpec {
+            value: Some(value),
+            args: Vec::new(),
+            shell: true,
+            env: env.clone(),
+            user: user.clone(),
+        }),
+        (None, false) => Some(CommandSpec {
+            value: None,
+            args,
+            shell: false,
+            env: env.clone(),
+            user: user.clone(),
+        }),
+        (None, true) => None,
+    };
+    let (container, bridge_ports) = container(&app, &mut errors);
+    if command.is_none() && container.as_ref().and_then(|c| c.docker.as_ref()).is_none() {
+        errors.add("/", "an app needs cmd, args or a Docker container");
+    }
+    let cpus = app.number("cpus", 1.0, 0.0, 1e6, &mut errors);
+    let mem = app.number("mem", 128.0, 0.0, 1e9, &mut errors);
+    let disk = app.number("disk", 0.0, 0.0, 1e12, &mut errors);
+    if cpus == 0.0 && mem == 0.0 {
+        errors.add("/cpus", "an app must use some CPU or memory");
+    }
+    let instances = app.integer("instances", 1, 1_000_000, &mut errors) as u32;
+    let constraints = constraints(&app, &mut errors);
+    let health_checks = health_checks(&app, &mut errors);
+    let strategy = Object::new(app.get("upgradeStrategy"), "/upgradeStrategy", &mut errors);
+    let upgrade_strategy = UpgradeStrategy {
+        minimum_health_capacity: strategy.number(
+            "minimumHealthCapacity",
+            1.0,
+            0.0,
+            1.0,
+            &mut errors,
+        ),
+        maximum_over_capacity: strategy.number("maximumOverCapacity", 1.0, 0.0, 1.0, &mut errors),
+    };
+    let backoff = Backoff {
+        backoff_secs: app.number("backoffSeconds", 1.0, 0.0, 86_400.0, &mut errors),
+        factor: app.number("backoffFactor", 1.15, 1.0, 100.0, &mut errors),
+        max_launch_delay_secs: app.number(
+            "maxLaunchDelaySeconds",
+            300.0,
+            0.0,
+            86_400.0 * 7.0,
+            &mut errors,
+        ),
+    };
+    let port_definitions = port_definitions(&app, bridge_ports, &mut errors);
+    let dependencies = app
+        .array("dependencies", &mut errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let path = format!("/dependencies/{i}");
+            match d.as_str().map(app_id) {
+                Some(Ok(id)) => Some(id),
+                Some(Err(e)) => {
+                    errors.add(&path, e);
+                    None
+                }
+                None => {
+                    errors.add(&path, "must be an app id");
+                    None
+                }
+            }
+        })
+        .collect();
+    for unsupported in ["fetch", "uris", "secrets", "readinessChecks", "residency"] {
+        if app
+            .get(unsupported)
+            .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+        {
+            errors.add(&format!("/{unsupported}"), "is not supported by cairn yet");
+        }
+    }
+    let labels = app.strings("labels", &mut errors);
+    let require_ports = app.boolean("requirePorts", &mut errors);
+    let kill_grace = app
+        .get("taskKillGracePeriodSeconds")
+        .map(|_| app.integer("taskKillGracePeriodSeconds", 0, 86_400, &mut errors));
+    let Some(id) = id.filter(|_| errors.0.is_empty()) else {
+        return Err(Invalid {
+            message: "Object is not valid".into(),
+            details: errors
+                .0
+                .into_iter()
+                .map(|(path, errors)| Detail { path, errors })
+                .collect(),
+        });
+    };
+    Ok(AppSpec {
+        id,
+        command,
+        container,
+        cpus_milli: (cpus * 1000.0).round() as u64,
+        mem_mib: mem.ceil() as u64,
+        disk_mib: disk.ceil() as u64,
+        instances,
+        port_definitions,
+        require_ports,
+        env,
+        labels,
+        constraints,
+        health_checks,
+        upgrade_strategy,
+        backoff,
+        user,
+        dependencies,
+        kill_grace_period_secs: kill_grace,
+    })
+}
+
+/// `container` (Docker, with Marathon 1.4's and 1.5's places for port mappings and the
+/// network); also whether it maps ports on a bridge (then no port definitions by default).
+fn container(app: &Object, errors: &mut Errors) -> (Option<ContainerSpec>, bool) {
+    let container = Object::new(app.get("container"), "/container", errors);
+    if container.map.is_none() {
+        return (None, false);
+    }
+    match container.string("type", errors).as_deref() {
+        None | Some("DOCKER") => {}
+        Some("MESOS") if container.get("docker").is_none() => {}
+        Some(other) => errors.add(
+            &container.at("type"),
+            format!("{other:?} is not DOCKER or MESOS (with an image in docker)"),
+        ),
+    }
+    let docker = Object::new(container.get("docker"), "/container/docker", errors);
+    let volumes = container
+        .array("volumes", errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let volume = Object::new(Some(v), &format!("/container/volumes/{i}"), errors);
+            let container_path = volume.string("containerPath", errors);
+            if container_path.is_none() {
+                errors.add(&volume.at("containerPath"), "is required");
+            }
+            let mode = volume.string("mode", errors).unwrap_or_else(|| "RW".into());
+            if mode != "RO" && mode != "RW" {
+                errors.add(&volume.at("mode"), format!("{mode:?} is not RO or RW"));
+            }
+            Some(Volume {
+                container_path: container_path?,
+                host_path: volume.string("hostPath", errors),
+                mode,
+            })
+        })
+        .collect();
+    let Some(_) = docker.map else {
+        return (
+            Some(ContainerSpec {
+                docker: None,
+                volumes,
+            }),
+            false,
+        );
+    };
+    let image = docker.string("image", errors).unwrap_or_default();
+    if image.trim().is_empty() {
+        errors.add(&docker.at("image"), "is required");
+    }
+    // The network: Marathon 1.4's `docker.network`, or 1.5's `networks[0].mode`.
+    let network = match (
+        docker.string("network", errors),
+        app.array("networks", errors).first(),
+    ) {
+        (Some(n), _) => match n.as_str() {
+            "BRIDGE" => DockerNetwork::Bridge,
+            "HOST" => DockerNetwork::Host,
+            "NONE" => DockerNetwork::None,
+            "USER" => DockerNetwork::User,
+            other => {
+                errors.add(
+                    &docker.at("network"),
+                    format!("{other:?} is not BRIDGE, HOST, NONE or USER"),
+                );
+                DockerNetwork::Host
+            }
+        },
+        (None, Some(first)) => match first.get("mode").and_then(Value::as_str) {
+            Some("container/bridge") => DockerNetwork::Bridge,
+            Some("container") => DockerNetwork::User,
+            Some("host") | None => DockerNetwork::Host,
+            Some(other) => {
+                errors.add(
+                    "/networks/0/mode",
+                    format!("{other:?} is not host, container/bridge or container"),
+                );
+                DockerNetwork::Host
+            }
+        },
+        (None, None) => DockerNetwork::Host,
+    };
+    let (mappings, at) = if docker.get("portMappings").is_some() {
+        (
+            docker.array("portMappings", errors),
+            docker.at("portMappings"),
+        )
+    } else {
+        (
+            container.array("portMappings", errors),
+            container.at("portMappings"),
+        )
+    };
+    let port_mappings: Vec<PortMapping> = mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mapping = Object::new(Some(m), &format!("{at}/{i}"), errors);
+            let container_port = mapping.integer("containerPort", 0, 65_535, errors) as u16;
+            let host_port = mapping.integer("hostPort", 0, 65_535, errors) as u16;
+            let protocol = mapping
+                .string("protocol", errors)
+                .unwrap_or_else(|| "tcp".into());
+            if !matches!(protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp") {
+                errors.add(
+                    &mapping.at("protocol"),
+                    format!("{protocol:?} is not tcp, udp or udp,tcp"),
+                );
+            }
+            PortMapping {
+                container_port,
+                host_port,
+                protocol,
+                name: mapping.string("name", errors),
+            }
+        })
+        .collect();
+    if !port_mappings.is_empty()
+        && network != DockerNetwork::Bridge
+        && network != DockerNetwork::User
+    {
+        errors.add(&at, "port mappings need a BRIDGE or USER network");
+    }
+    let parameters = docker
+        .array("parameters", errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let parameter = Object::new(
+                Some(p),
+                &format!("/container/docker/parameters/{i}"),
+                errors,
+            );
+            let key = parameter.string("key", errors);
+            let value = parameter.string("value", errors);
+            if key.as_deref().is_none_or(str::is_empty) {
+                errors.add(&parameter.at("key"), "is required");
+            }
+            Some(DockerParameter {
+                key: key?,
+                value: value.unwrap_or_default(),
+            })
+        })
+        .collect();
+    let bridge = !port_mappings.is_empty();
+    (
+        Some(ContainerSpec {
+            docker: Some(DockerSpec {
+                image,
+                network,
+                port_mappings,
+                parameters,
+                privileged: docker.boolean("privileged", errors),
+                force_pull_image: docker.boolean("forcePullImage", errors),
+            }),
+            volumes,
+        }),
+        bridge,
+    )
+}
+
+fn constraints(app: &Object, errors: &mut Errors) -> Vec<Vec<String>> {
+    app.array("constraints", errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let path = format!("/constraints/{i}");
+            let parts: Option<Vec<String>> = c
+                .as_array()
+                .and_then(|a| a.iter().map(|p| p.as_str().map(str::to_owned)).collect());
+            let Some(parts) = parts else {
+                errors.add(
+                    &path,
+                    "must be [field, operator] or [field, operator, value], all strings",
+                );
+                return None;
+            };
+            match parts.as_slice() {
+                [field, op, rest @ ..] if !field.is_empty() && rest.len() <= 1 => {
+                    if !OPERATORS.contains(&op.as_str()) {
+                        errors.add(
+                            &path,
+                            format!("{op:?} is not one of {}", OPERATORS.join(", ")),
+                        );
+                    }
+                    let needs_value = matches!(op.as_str(), "LIKE" | "UNLIKE" | "MAX_PER" | "IS");
+                    if needs_value && rest.is_empty() {
+                        errors.add(&path, format!("{op} needs a value"));
+                    }
+                    if op == "MAX_PER" && rest.first().is_some_and(|v| v.parse::<u32>().is_err()) {
+                        errors.add(&path, "MAX_PER needs a whole number");
+                    }
+                    Some(parts)
+                }
+                _ => {
+                    errors.add(
+                        &path,
+                        "must be [field, operator] or [field, operator, value]",
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn health_checks(app: &Object, errors: &mut Errors) -> Vec<HealthCheck> {
+    app.array("healthChecks", errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let check = Object::new(Some(h), &format!("/healthChecks/{i}"), errors);
+            let protocol = match check
+                .string("protocol", errors)
+                .as_deref()
+                .unwrap_or("HTTP")
+            {
+                "HTTP" | "MESOS_HTTP" => HealthProtocol::Http,
+                "HTTPS" | "MESOS_HTTPS" => HealthProtocol::Https,
+                "TCP" | "MESOS_TCP" => HealthProtocol::Tcp,
+                "COMMAND" => HealthProtocol::Command,
+                other => {
+                    errors.add(
+                        &check.at("protocol"),
+                        format!("{other:?} is not HTTP, HTTPS, TCP or COMMAND (or MESOS_*)"),
+                    );
+                    return None;
+                }
+            };
+            let command = Object::new(check.get("command"), &check.at("command"), errors)
+                .string("value", errors);
+            if protocol == HealthProtocol::Command && command.is_none() {
+                errors.add(&check.at("command"), "a COMMAND check needs command.value");
+            }
+            Some(HealthCheck {
+                protocol,
+                path: match protocol {
+                    HealthProtocol::Http | HealthProtocol::Https => {
+                        Some(check.string("path", errors).unwrap_or_else(|| "/".into()))
+                    }
+                    _ => None,
+                },
+                port_index: match protocol {
+                    HealthProtocol::Command => None,
+                    _ => Some(check.integer("portIndex", 0, 1000, errors) as u32),
+                },
+                command,
+                grace_period_secs: check.integer("gracePeriodSeconds", 300, 86_400, errors),
+                interval_secs: check.integer("intervalSeconds", 60, 86_400, errors),
+                timeout_secs: check.integer("timeoutSeconds", 20, 86_400, errors),
+                max_consecutive_failures: check.integer(
+                    "maxConsecutiveFailures",
+                    3,
+                    1_000_000,
+                    errors,
+                ) as u32,
+            })
+        })
+        .collect()
+}
+
+/// `portDefinitions` (or the deprecated `ports`); by default, with host networking, one port.
+fn port_definitions(app: &Object, bridge: bool, errors: &mut Errors) -> Vec<PortDefinition> {
+    if app.get("portDefinitions").is_some() {
+        return app
+            .array("portDefinitions", errors)
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let definition = Object::new(Some(d), &format!("/portDefinitions/{i}"), errors);
+                let protocol = definition
+                    .string("protocol", errors)
+                    .unwrap_or_else(|| "tcp".into());
+                if !matches!(protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp") {
+                    errors.add(
+                        &definition.at("protocol"),
+                        format!("{protocol:?} is not tcp, udp or udp,tcp"),
+                    );
+                }
+                PortDefinition {
+                    port: definition.integer("port", 0, 65_535, errors) as u16,
+                    protocol,
+                    name: definition.string("name", errors),
+                }
+            })
+            .collect();
+    }
+    if app.get("ports").is_some() {
+        return app
+            .array("ports", errors)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p.as_u64().filter(|p| *p <= 65_535) {
+                Some(port) => Some(PortDefinition {
+                    port: port as u16,
+                    protocol: "tcp".into(),
+                    name: None,
+                }),
+                None => {
+                    errors.add(&format!("/ports/{i}"), "must be a port number");
+                    None
+                }
+            })
+            .collect();
+    }
+    if bridge {
+        Vec::new()
+    } else {
+        vec![PortDefinition {
+            port: 0,
+            protocol: "tcp".into(),
+            name: None,
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_nginx_example_is_accepted_as_it_is() {
+        let text = include_str!("../../tests/fixtures/examples/nginx-app.json");
+        let spec = parse_app(&serde_json::from_str(text).unwrap()).unwrap();
+        assert_eq!(spec.id.as_str(), "/nginx");
+        assert_eq!(
+            (spec.cpus_milli, spec.mem_mib, spec.instances),
+            (200, 32, 1)
+        );
+        let docker = spec.container.unwrap().docker.unwrap();
+        assert_eq!(docker.image, "million12/nginx");
+        assert_eq!(docker.network, DockerNetwork::Bridge);
+        assert_eq!(docker.port_mappings[0].container_port, 80);
+        assert_eq!(docker.port_mappings[0].host_port, 0);
+        assert_eq!(docker.parameters[0].key, "volume-driver");
+        assert_eq!(docker.parameters[1].value, "nginx-data:/data/www");
+        assert!(
+            spec.port_definitions.is_empty(),
+            "a bridge maps its ports itself"
+        );
+        assert_eq!(spec.upgrade_strategy.minimum_health_capacity, 1.0);
+        assert_eq!(spec.backoff.factor, 1.15);
+    }
+
+    #[test]
+    fn defaults_are_marathons() {
+        let spec =
+            parse_app(&json!({"id": "web", "cmd": "python3 -m http.server $PORT0"})).unwrap();
+        assert_eq!(spec.id.as_str(), "/web");
+        assert_eq!(
+            (spec.cpus_milli, spec.mem_mib, spec.disk_mib, spec.instances),
+            (1000, 128, 0, 1)
+        );
+        assert_eq!(
+            spec.port_definitions.len(),
+            1,
+            "one port with host networking"
+        );
+        assert!(spec.command.unwrap().shell);
+        assert_eq!(spec.backoff.max_launch_delay_secs, 300.0);
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_its_path() {
+        let err = parse_app(&json!({
+            "id": "/Bad_Id",
+            "cpus": -1,
+            "instances": "three",
+            "container": {"docker": {"image": "x", "network": "BRIDGE",
+                "portMappings": [{"containerPort": 80, "hostPort": 70000}]}},
+            "constraints": [["hostname", "UNIQUE"], ["rack", "NEAR"], ["zone", "MAX_PER"]],
+            "healthChecks": [{"protocol": "COMMAND"}],
+            "upgradeStrategy": {"minimumHealthCapacity": 2},
+            "env": {"A": 1},
+            "fetch": [{"uri": "http://x"}]
+        }))
+        .unwrap_err();
+        let paths: Vec<&str> = err.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/constraints/1",
+                "/constraints/2",
+                "/container/docker/portMappings/0/hostPort",
+                "/cpus",
+                "/env/A",
+                "/fetch",
+                "/healthChecks/0/command",
+                "/id",
+                "/instances",
+                "/upgradeStrategy/minimumHealthCapacity",
+            ]
+        );
+        assert_eq!(err.message, "Object is not valid");
+    }
+
+    #[test]
+    fn an_app_needs_something_to_run() {
+        let err = parse_app(&json!({"id": "/x", "cmd": "a", "args": ["b"]})).unwrap_err();
+        assert_eq!(err.details[0].path, "/");
+        let err = parse_app(&json!({"id": "/x"})).unwrap_err();
+        assert!(err.details[0].errors[0].contains("cmd, args or a Docker container"));
+        assert!(parse_app(&json!("nope")).is_err());
+    }
+}
