@@ -137,6 +137,17 @@ struct Decision<T> {
     out: T,
 }
 
+impl Decision<()> {
+    /// A decision that only appends.
+    fn to_log(actor: Actor, events: Vec<Event>) -> Self {
+        Self {
+            actor,
+            events,
+            out: (),
+        }
+    }
+}
+
 impl Runner {
     /// Starts the runner's background work (routing commands, watching agents) until `stop`.
     pub fn start(
@@ -370,11 +381,7 @@ impl Runner {
                 } else {
                     Vec::new()
                 };
-                Ok(Decision {
-                    actor,
-                    events,
-                    out: (),
-                })
+                Ok(Decision::to_log(actor, events))
             })
             .await;
         if let Err(e) = result {
@@ -483,11 +490,7 @@ impl Runner {
         let (appended, ()) = self
             .write(|state| {
                 let event = tasks::place(state, &request, task_id.clone())?;
-                Ok(Decision {
-                    actor,
-                    events: vec![event],
-                    out: (),
-                })
+                Ok(Decision::to_log(actor, vec![event]))
             })
             .await?;
         let offset = appended.map_or(0, |a| a.last.get());
@@ -512,15 +515,14 @@ impl Runner {
                         task.state
                     )));
                 }
-                Ok(Decision {
+                Ok(Decision::to_log(
                     actor,
-                    events: vec![Event::TaskKillRequested(TaskKillRequested {
+                    vec![Event::TaskKillRequested(TaskKillRequested {
                         task_id: task_id.clone(),
                         grace_period_secs,
                         reason: "asked for by a user".into(),
                     })],
-                    out: (),
-                })
+                ))
             })
             .await?;
         Ok(appended.map_or(0, |a| a.last.get()))
@@ -648,11 +650,7 @@ impl Runner {
                         }
                     }
                     events.extend(agents::lose(state, now, timeout, since_at));
-                    Ok(Decision {
-                        actor,
-                        events,
-                        out: (),
-                    })
+                    Ok(Decision::to_log(actor, events))
                 })
                 .await;
             if let Err(e) = result {

@@ -16,12 +16,11 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use cairn_log::event::{DockerNetwork, DockerSpec, TaskId, TaskSpec, TaskState};
+use cairn_log::event::{DockerNetwork, DockerSpec, TaskId, TaskSpec};
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
-use super::process::StartError;
-use super::ExitReport;
+use super::{ExitReport, StartError};
 use crate::cgroups::Limits;
 
 /// Label holding the task id on every container the agent starts.
@@ -96,32 +95,16 @@ impl DockerExecutor {
         limits: Limits,
         mut env: std::collections::BTreeMap<String, String>,
     ) -> Result<String, StartError> {
-        let failed = |message: String| StartError {
-            state: TaskState::Failed,
-            reason: "REASON_CONTAINER_LAUNCH_FAILED",
-            message,
-        };
+        let failed = |message| StartError::failed("REASON_CONTAINER_LAUNCH_FAILED", message);
         let docker_spec = spec
             .container
             .as_ref()
             .and_then(|c| c.docker.as_ref())
             .expect("a Docker task");
         env.insert("MESOS_SANDBOX".into(), SANDBOX_IN_CONTAINER.into());
-        let mut body = container(docker_spec, spec, limits, env).map_err(|message| StartError {
-            state: TaskState::Error,
-            reason: "REASON_TASK_INVALID",
-            message,
-        })?;
+        let mut body = container(docker_spec, spec, limits, env).map_err(StartError::invalid)?;
         let docker = self.docker().map_err(failed)?;
-        std::fs::create_dir_all(sandbox)
-            .map_err(|e| failed(format!("cannot create the sandbox: {e}")))?;
-        for log in ["stdout", "stderr"] {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(sandbox.join(log))
-                .map_err(|e| failed(format!("cannot create the task's {log}: {e}")))?;
-        }
+        super::prepare(sandbox).map_err(failed)?;
         self.ensure_image(docker, &docker_spec.image, docker_spec.force_pull_image)
             .await
             .map_err(failed)?;

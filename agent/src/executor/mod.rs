@@ -6,9 +6,10 @@ pub mod process;
 pub mod wrapper;
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use cairn_log::event::{TaskId, TaskSpec};
+use cairn_log::event::{TaskId, TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// The directory under a sandbox where the agent and the executor exchange files
@@ -31,6 +32,49 @@ pub struct ExitReport {
     /// The command could not be started at all.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// Why a task cannot be started; becomes `TASK_ERROR` (the task is invalid) or `TASK_FAILED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    pub state: TaskState,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl StartError {
+    /// The task itself is wrong: `TASK_ERROR`, `REASON_TASK_INVALID`.
+    pub fn invalid(message: String) -> Self {
+        Self {
+            state: TaskState::Error,
+            reason: "REASON_TASK_INVALID",
+            message,
+        }
+    }
+
+    /// The agent could not start it: `TASK_FAILED` with `reason`.
+    pub fn failed(reason: &'static str, message: String) -> Self {
+        Self {
+            state: TaskState::Failed,
+            reason,
+            message,
+        }
+    }
+}
+
+/// Creates a task's sandbox with its control directory and its (empty) logs, so that the
+/// logs can be read, and followed, from the start.
+pub fn prepare(sandbox: &Path) -> Result<(), String> {
+    fs::create_dir_all(sandbox.join(CONTROL_DIR))
+        .map_err(|e| format!("cannot create the sandbox {}: {e}", sandbox.display()))?;
+    for log in ["stdout", "stderr"] {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sandbox.join(log))
+            .map_err(|e| format!("cannot create the task's {log}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Task sandboxes: `<root>/<task-id>/` holding `stdout`, `stderr` and whatever the task writes.

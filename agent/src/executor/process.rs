@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::wrapper::{KillRequest, ProcessLaunch};
-use super::{ExitReport, CONTROL_DIR};
+use super::{ExitReport, StartError, CONTROL_DIR};
 use crate::cgroups::{Isolation, Limits, TaskCgroup};
 use crate::store::Runtime;
 
@@ -33,14 +33,6 @@ pub struct Started {
     pub child: Option<tokio::process::Child>,
 }
 
-/// Why a task cannot be started; becomes `TASK_ERROR` (the task is invalid) or `TASK_FAILED`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartError {
-    pub state: TaskState,
-    pub reason: &'static str,
-    pub message: String,
-}
-
 impl ProcessExecutor {
     /// Prepares `sandbox` and starts the executor for `spec`.
     pub fn start(
@@ -52,16 +44,8 @@ impl ProcessExecutor {
         env: BTreeMap<String, String>,
         default_grace: Duration,
     ) -> Result<Started, StartError> {
-        let invalid = |message: String| StartError {
-            state: TaskState::Error,
-            reason: "REASON_TASK_INVALID",
-            message,
-        };
-        let failed = |message: String| StartError {
-            state: TaskState::Failed,
-            reason: "REASON_EXECUTOR_TERMINATED",
-            message,
-        };
+        let invalid = StartError::invalid;
+        let failed = |message| StartError::failed("REASON_EXECUTOR_TERMINATED", message);
         let command = spec
             .command
             .as_ref()
@@ -95,12 +79,7 @@ impl ProcessExecutor {
             },
         };
         let control = sandbox.join(CONTROL_DIR);
-        fs::create_dir_all(&control).map_err(|e| {
-            failed(format!(
-                "cannot create the sandbox {}: {e}",
-                sandbox.display()
-            ))
-        })?;
+        super::prepare(sandbox).map_err(failed)?;
         let cgroup = match self.isolation {
             Isolation::None => None,
             isolation => Some(
