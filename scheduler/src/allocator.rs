@@ -322,44 +322,22 @@ mod tests {
             refuse_millis: 5000,
         }));
         let declined = state_of(events.clone());
-        let first =
-            |got: Vec<(String, String)>| got.into_iter().find(|(a, _)| a == "a1").map(|(_, f)| f);
+        // Which framework agent a1 is offered to, at `secs`.
+        let a1_to = |state: &State, secs: i64| {
+            offers(&allocate(state, at(secs), &AllocatorConfig::default(), "c"))
+                .into_iter()
+                .find(|(a, _)| a == "a1")
+                .map(|(_, f)| f)
+        };
         // The decline was logged at 7 s (its offset): filtered until 12 s.
-        assert_eq!(
-            first(offers(&allocate(
-                &declined,
-                at(11),
-                &AllocatorConfig::default(),
-                "c"
-            )))
-            .as_deref(),
-            Some("f2")
-        );
-        assert_eq!(
-            first(offers(&allocate(
-                &declined,
-                at(12),
-                &AllocatorConfig::default(),
-                "c"
-            )))
-            .as_deref(),
-            Some("f1")
-        );
+        assert_eq!(a1_to(&declined, 11).as_deref(), Some("f2"));
+        assert_eq!(a1_to(&declined, 12).as_deref(), Some("f1"));
         events.push(Event::OffersRevived(OffersRevived {
             framework_id: FrameworkId::new("f1").unwrap(),
             roles: vec![],
         }));
         let revived = state_of(events.clone());
-        assert_eq!(
-            first(offers(&allocate(
-                &revived,
-                at(12),
-                &AllocatorConfig::default(),
-                "c"
-            )))
-            .as_deref(),
-            Some("f1")
-        );
+        assert_eq!(a1_to(&revived, 12).as_deref(), Some("f1"));
 
         // Suppressed, f1 gets nothing.
         events.push(Event::OffersSuppressed(OffersSuppressed {
