@@ -335,6 +335,7 @@ impl MasterConfig {
         RunnerConfig {
             agent_timeout: std::time::Duration::from_secs(self.agents.timeout_secs),
             reconnect_grace: std::time::Duration::from_secs(self.agents.reconnect_grace_secs),
+            ..RunnerConfig::default()
         }
     }
 

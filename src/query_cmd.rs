@@ -249,6 +249,31 @@ fn print_event(event: &Value, output: Output) -> anyhow::Result<()> {
 /// Posts a GraphQL request to the first master that answers.
 /// Sends a GraphQL request to the first master that answers; a write that reaches a follower
 /// is sent again to the leader it names.
+/// Prints a response's first error (with each field's errors, for an invalid definition) and
+/// picks the exit code: 2 for a rejected request, 1 for any other failure.
+pub(crate) fn failed(response: &Value) -> Option<ExitCode> {
+    let error = response["errors"].get(0)?;
+    let code = error["extensions"]["code"].as_str().unwrap_or("");
+    eprintln!("error: {}", error["message"].as_str().unwrap_or("failed"));
+    for detail in error["extensions"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for e in detail["errors"].as_array().into_iter().flatten() {
+            eprintln!(
+                "  {}: {}",
+                detail["path"].as_str().unwrap_or(""),
+                e.as_str().unwrap_or("")
+            );
+        }
+    }
+    Some(match code {
+        "VALIDATION" | "CONFLICT" | "NOT_FOUND" => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    })
+}
+
 pub(crate) async fn graphql(
     masters: &Masters,
     query: &str,

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{graphql, http, runtime, Output};
+use crate::query_cmd::{failed, graphql, http, runtime, Output};
 
 /// How often `--wait` and `logs -f` look again.
 const POLL: Duration = Duration::from_millis(250);
@@ -146,17 +146,6 @@ fn pairs(flag: &str, list: &[String]) -> anyhow::Result<Vec<Value>> {
             None => bail!("--{flag}: {kv:?} is not KEY=VALUE"),
         })
         .collect()
-}
-
-/// Prints a response's first error and picks the exit code: 2 for a rejected request.
-fn failed(response: &Value) -> Option<ExitCode> {
-    let error = response["errors"].get(0)?;
-    let code = error["extensions"]["code"].as_str().unwrap_or("");
-    eprintln!("error: {}", error["message"].as_str().unwrap_or("failed"));
-    Some(match code {
-        "VALIDATION" | "CONFLICT" | "NOT_FOUND" => ExitCode::from(2),
-        _ => ExitCode::FAILURE,
-    })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

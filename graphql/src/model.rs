@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Enum, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, Json, Object, SimpleObject};
 use cairn_log::event::{
     Actor, AgentId, AppId, DeploymentId, FrameworkId, JobName, OfferId, Principal, RunId, TaskId,
     TaskOwner, Timestamp,
@@ -12,6 +12,8 @@ use cairn_projections::apps::{App as AppModel, DeploymentStatus as DeploymentSta
 use cairn_projections::cluster::{AgentStatus as AgentStatusModel, FrameworkStatus as FwStatus};
 use cairn_projections::live::View;
 use serde::Serialize;
+
+use crate::views::Views;
 
 /// How a value is spelled on the wire (serde), for enums given to GraphQL as strings.
 pub fn wire<T: Serialize>(value: &T) -> String {
@@ -439,6 +441,17 @@ impl Task {
     async fn resources(&self) -> Resources {
         (&self.get().resources).into()
     }
+    /// The host ports it was given, in order (`PORT0`, `PORT1`, …).
+    async fn ports(&self) -> &[u16] {
+        &self.get().spec.ports
+    }
+    /// The app version it was launched at, for an app's instance.
+    async fn version(&self) -> Option<String> {
+        match &self.get().owner {
+            TaskOwner::App { version, .. } => Some(time(*version)),
+            _ => None,
+        }
+    }
     /// What runs: command or container, health checks, as launched.
     async fn spec(&self) -> Json<serde_json::Value> {
         json(&self.get().spec)
@@ -478,6 +491,33 @@ impl Task {
             })
             .collect()
     }
+}
+
+#[derive(SimpleObject)]
+pub struct AppWaiting {
+    /// Instances of the current definition it should run and does not yet.
+    instances_to_launch: u32,
+    /// Launches wait until then after instances failed.
+    backoff_until: Option<String>,
+    /// A deployment holds the app until the apps it depends on are deployed.
+    held_by_deployment: Option<String>,
+    /// Why no active agent can take another instance, with how many agents each rules out;
+    /// empty when one can (the launch waits for its offer).
+    unplaceable: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct TaskFailure {
+    task_id: String,
+    state: String,
+    message: Option<String>,
+    at: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Backoff {
+    failures: u32,
+    until: String,
 }
 
 #[derive(SimpleObject)]
@@ -573,6 +613,41 @@ impl App {
     async fn queued(&self) -> u32 {
         let live = u32::try_from(self.get().instances.len()).unwrap_or(u32::MAX);
         self.get().spec.instances.saturating_sub(live)
+    }
+    /// "Why isn't it running?": what the app waits for (none when it runs all its
+    /// instances): offers, its backoff after failures, a deployment step, or the agents'
+    /// room and its constraints.
+    async fn waiting(&self, ctx: &Context<'_>) -> Option<AppWaiting> {
+        // The live state is judged now; a past one as of its own time.
+        let now = if Views::is_live(ctx, &self.0) {
+            ctx.data_unchecked::<cairn_scheduler::Runner>()
+                .now()
+                .max(self.0.at)
+        } else {
+            self.0.at
+        };
+        cairn_scheduler::apps::waiting(&self.0, &self.1, now).map(|w| AppWaiting {
+            instances_to_launch: w.instances_to_launch,
+            backoff_until: w.backoff_until.map(time),
+            held_by_deployment: w.held_by.map(|d| d.to_string()),
+            unplaceable: w.unplaceable,
+        })
+    }
+    /// The latest instance that ended by itself (not killed on request).
+    async fn last_task_failure(&self) -> Option<TaskFailure> {
+        self.get().last_failure.as_ref().map(|f| TaskFailure {
+            task_id: f.task_id.to_string(),
+            state: wire(&f.state),
+            message: f.message.clone(),
+            at: time(f.at),
+        })
+    }
+    /// Consecutive failures counted towards the launch backoff, and until when it holds.
+    async fn backoff(&self) -> Option<Backoff> {
+        self.get().backoff.as_ref().map(|b| Backoff {
+            failures: b.failures,
+            until: time(b.until),
+        })
     }
     /// Deployments of this app that are running.
     async fn deployments(&self) -> Vec<Deployment> {

@@ -3,16 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
 use cairn_log::event::{
-    Actor, CommandSpec, ContainerSpec, DockerNetwork, DockerParameter, DockerSpec, PortMapping,
-    Resources, TaskId, TaskSpec,
+    Actor, AppId, AppSpec, CommandSpec, ContainerSpec, DeploymentId, DockerNetwork,
+    DockerParameter, DockerSpec, PortMapping, Resources, TaskId, TaskSpec, Timestamp,
 };
+use cairn_scheduler::deployments::Put;
+use cairn_scheduler::marathon;
 use cairn_scheduler::tasks::TaskRequest;
 use cairn_scheduler::{Error, Runner};
 
 use crate::model::Task;
-use crate::views::Views;
+use crate::views::{parse_time, Views};
 use crate::{error, Code};
 
 /// Most environment variables, labels, arguments or Docker parameters in one input.
@@ -100,8 +102,144 @@ pub struct KillResult {
     pub offset: u64,
 }
 
+/// What a change to apps started.
+#[derive(Debug, SimpleObject)]
+pub struct ChangeResult {
+    /// The deployment carrying it out; none when nothing changed.
+    pub deployment_id: Option<String>,
+    /// The new version (a timestamp, as in Marathon).
+    pub version: Option<String>,
+}
+
+impl From<Option<(DeploymentId, Timestamp)>> for ChangeResult {
+    fn from(d: Option<(DeploymentId, Timestamp)>) -> Self {
+        Self {
+            deployment_id: d.as_ref().map(|(id, _)| id.to_string()),
+            version: d.map(|(_, v)| v.to_string()),
+        }
+    }
+}
+
 #[Object]
 impl Mutation {
+    /// Creates an app from a Marathon app definition (the body of `POST /v2/apps`) and
+    /// deploys it. An invalid definition is refused with `VALIDATION` and every error with
+    /// its path in `extensions.details`; an existing id with `CONFLICT`.
+    async fn create_app(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let specs = app_specs(&definition.0)?;
+        put_apps(ctx, specs, Put::Create, force).await
+    }
+
+    /// Changes an existing app to a new definition: a rolling upgrade, or only a scaling when
+    /// nothing but `instances` changed. `CONFLICT` while a deployment of the app runs, unless
+    /// `force` (which cancels it).
+    async fn update_app(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let specs = app_specs(&definition.0)?;
+        put_apps(ctx, specs, Put::Update, force).await
+    }
+
+    /// Creates or updates one app, or a list of apps (or a Marathon group's `apps`) in one
+    /// deployment, ordered by their `dependencies`.
+    async fn apply_apps(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let specs = app_specs(&definition.0)?;
+        put_apps(ctx, specs, Put::CreateOrUpdate, force).await
+    }
+
+    /// Sets how many instances an app runs.
+    async fn scale_app(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        instances: u32,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .scale_app(actor(ctx), app_id(&id)?, instances, force)
+            .await
+            .map(ChangeResult::from)
+            .map_err(runner_error)
+    }
+
+    /// Replaces every instance of an app, honouring its `upgradeStrategy`.
+    async fn restart_app(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .restart_app(actor(ctx), app_id(&id)?, force)
+            .await
+            .map(ChangeResult::from)
+            .map_err(runner_error)
+    }
+
+    /// Deletes an app; its instances are killed. Its history stays in the log.
+    async fn delete_app(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .delete_app(actor(ctx), app_id(&id)?, force)
+            .await
+            .map(ChangeResult::from)
+            .map_err(runner_error)
+    }
+
+    /// Puts an app back to the definition of one of its earlier versions (as a new version).
+    async fn rollback_app(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        version: String,
+        #[graphql(default)] force: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let version = parse_time("version", &version)?;
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .rollback_app(actor(ctx), app_id(&id)?, version, force)
+            .await
+            .map(ChangeResult::from)
+            .map_err(runner_error)
+    }
+
+    /// Stops a running deployment. With `rollback` (the default) its apps go back to their
+    /// earlier definitions in a new deployment, which is returned.
+    async fn cancel_deployment(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        #[graphql(default = true)] rollback: bool,
+    ) -> async_graphql::Result<ChangeResult> {
+        let id = DeploymentId::new(&id).map_err(|e| error(Code::Validation, format!("id: {e}")))?;
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .cancel_deployment(actor(ctx), id, rollback)
+            .await
+            .map(ChangeResult::from)
+            .map_err(runner_error)
+    }
+
     /// Launches a one-off task on the agent with the most room for it. Answers the task as
     /// just logged (`TASK_STAGING`); follow it with `task(id:)` or the `events` subscription.
     async fn launch_task(
@@ -138,6 +276,64 @@ impl Mutation {
             offset,
         })
     }
+}
+
+async fn put_apps(
+    ctx: &Context<'_>,
+    specs: Vec<AppSpec>,
+    mode: Put,
+    force: bool,
+) -> async_graphql::Result<ChangeResult> {
+    let runner = ctx.data_unchecked::<Runner>();
+    runner
+        .put_apps(actor(ctx), specs, mode, force)
+        .await
+        .map(ChangeResult::from)
+        .map_err(runner_error)
+}
+
+fn app_id(id: &str) -> async_graphql::Result<AppId> {
+    marathon::app_id(id).map_err(|e| error(Code::Validation, format!("id: {e}")))
+}
+
+/// One app definition, a list of them, or a group's `apps`; every error of every one at
+/// once, each path prefixed with where its app is (`/apps/1/cpus`).
+fn app_specs(definition: &serde_json::Value) -> async_graphql::Result<Vec<AppSpec>> {
+    let (list, prefix): (Vec<&serde_json::Value>, &str) = match definition {
+        serde_json::Value::Array(apps) => (apps.iter().collect(), ""),
+        serde_json::Value::Object(group) if group.contains_key("apps") => match &group["apps"] {
+            serde_json::Value::Array(apps) => (apps.iter().collect(), "/apps"),
+            _ => {
+                return Err(error(
+                    Code::Validation,
+                    "apps: must be a list of app definitions",
+                ))
+            }
+        },
+        single => (vec![single], ""),
+    };
+    let many = list.len() > 1 || !prefix.is_empty() || definition.is_array();
+    let mut specs = Vec::new();
+    let mut details = Vec::new();
+    for (i, app) in list.into_iter().enumerate() {
+        match marathon::parse_app(app) {
+            Ok(spec) => specs.push(spec),
+            Err(invalid) => details.extend(invalid.details.into_iter().map(|mut d| {
+                if many {
+                    d.path = format!("{prefix}/{i}{}", d.path);
+                }
+                d
+            })),
+        }
+    }
+    if details.is_empty() {
+        return Ok(specs);
+    }
+    use async_graphql::ErrorExtensions;
+    let details = serde_json::to_value(&details).unwrap_or_default();
+    let details = async_graphql::Value::from_json(details).unwrap_or_default();
+    Err(error(Code::Validation, "Object is not valid")
+        .extend_with(move |_, e| e.set("details", details.clone())))
 }
 
 /// Who is asking: the request's actor, which the HTTP layer sets.

@@ -44,6 +44,14 @@ impl Views {
         Ok(view)
     }
 
+    /// Whether `view` is this request's live state (not an `asOf` one).
+    pub fn is_live(ctx: &Context<'_>, view: &Arc<View>) -> bool {
+        ctx.data_unchecked::<Views>()
+            .live
+            .get()
+            .is_some_and(|live| Arc::ptr_eq(live, view))
+    }
+
     async fn live(&self, projector: &Projector) -> Arc<View> {
         self.live
             .get_or_init(|| async { Arc::new(projector.current().await) })

@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_log::event::{Event, Principal, Resources, TaskOwner, Timestamp};
+use cairn_log::event::{Event, Principal, Resources, TaskOwner, TaskState, Timestamp};
 use cairn_log::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::apps::{App, AppVersion, Apps, Deployment, DeploymentStatus, VersionChange};
+use crate::apps::{
+    App, AppVersion, Apps, Deployment, DeploymentStatus, LaunchBackoff, TaskFailure, VersionChange,
+};
 use crate::audit::{Audit, AuditEntry};
 use crate::cluster::{
     Agent, AgentStatus, Cluster, Framework, FrameworkStatus, Leader, Master, OutstandingOffer,
@@ -445,10 +447,11 @@ impl State {
                 }
                 task.updated_at = at;
                 if e.state.is_terminal() {
-                    let (agent_id, resources, owner) = (
+                    let (agent_id, resources, owner, kill_requested) = (
                         task.agent_id.clone(),
                         task.resources.clone(),
                         task.owner.clone(),
+                        task.kill_requested,
                     );
                     self.adjust(offset, &agent_id, Sum::Used, &resources, false);
                     if let Some(agent) = self.cluster.agents.get_mut(&agent_id) {
@@ -457,6 +460,30 @@ impl State {
                     if let TaskOwner::App { app_id, .. } = owner {
                         if let Some(app) = self.apps.apps.get_mut(&app_id) {
                             app.instances.remove(&e.task_id);
+                            // Killed on request is not a failure; neither is the agent's
+                            // loss (the app did nothing wrong, and is replaced at once).
+                            let failed = !kill_requested
+                                && matches!(
+                                    e.state,
+                                    TaskState::Finished
+                                        | TaskState::Failed
+                                        | TaskState::Killed
+                                        | TaskState::Error
+                                        | TaskState::Dropped
+                                );
+                            if failed {
+                                app.backoff = Some(LaunchBackoff::after_failure(
+                                    app.backoff.as_ref(),
+                                    &app.spec.backoff,
+                                    at,
+                                ));
+                                app.last_failure = Some(TaskFailure {
+                                    task_id: e.task_id.clone(),
+                                    state: e.state,
+                                    message: e.message.clone(),
+                                    at,
+                                });
+                            }
                         }
                     }
                     let kept = self.retention.ended_tasks;
@@ -481,6 +508,8 @@ impl State {
                     }],
                     created_at: at,
                     instances: BTreeSet::new(),
+                    backoff: None,
+                    last_failure: None,
                 };
                 if self.apps.apps.insert(e.app_id.clone(), app).is_some() {
                     self.anomaly(offset, format!("app {} created twice", e.app_id));
@@ -490,6 +519,7 @@ impl State {
                 Some(app) => {
                     app.spec = e.spec.clone();
                     app.version = e.version;
+                    app.backoff = None;
                     app.versions.push(AppVersion {
                         version: e.version,
                         offset,

@@ -1,7 +1,8 @@
 //! `cairn-scheduler`: the leader's deciders — the agents decider (registration,
 //! reconciliation, lost agents, command routing), one-off task placement, the allocator (DRF
-//! offers; the runner runs it once frameworks take offers, with the apps issue), and (with
-//! the apps and jobs issues) the apps scheduler and the jobs scheduler.
+//! offers to every framework), the apps scheduler (Marathon semantics, a built-in framework
+//! that takes offers: [`apps`], its placement [`constraints`] and the changes that start
+//! [`deployments`]), and (with the jobs issue) the jobs scheduler.
 //!
 //! **Boundary.** Depends on `cairn-projections` and `cairn-log` (its vocabulary, the agent
 //! protocol's shapes, and the engine for the runner); nothing here serves HTTP: the binary
@@ -14,6 +15,9 @@
 
 pub mod agents;
 pub mod allocator;
+pub mod apps;
+pub mod constraints;
+pub mod deployments;
 pub mod marathon;
 pub mod runner;
 pub mod tasks;

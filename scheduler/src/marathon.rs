@@ -11,6 +11,8 @@ use cairn_log::event::{
     DockerSpec, HealthCheck, HealthProtocol, PortDefinition, PortMapping, UpgradeStrategy, Volume,
 };
 use serde::Serialize;
+
+use crate::constraints::Constraint;
 use serde_json::{Map, Value};
 
 /// One field's errors.
@@ -26,10 +28,6 @@ pub struct Invalid {
     pub message: String,
     pub details: Vec<Detail>,
 }
-
-const OPERATORS: &[&str] = &[
-    "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
-];
 
 /// Collects errors by path while the definition is read.
 #[derive(Default)]
@@ -526,28 +524,10 @@ fn constraints(app: &Object, errors: &mut Errors) -> Vec<Vec<String>> {
                 );
                 return None;
             };
-            match parts.as_slice() {
-                [field, op, rest @ ..] if !field.is_empty() && rest.len() <= 1 => {
-                    if !OPERATORS.contains(&op.as_str()) {
-                        errors.add(
-                            &path,
-                            format!("{op:?} is not one of {}", OPERATORS.join(", ")),
-                        );
-                    }
-                    let needs_value = matches!(op.as_str(), "LIKE" | "UNLIKE" | "MAX_PER" | "IS");
-                    if needs_value && rest.is_empty() {
-                        errors.add(&path, format!("{op} needs a value"));
-                    }
-                    if op == "MAX_PER" && rest.first().is_some_and(|v| v.parse::<u32>().is_err()) {
-                        errors.add(&path, "MAX_PER needs a whole number");
-                    }
-                    Some(parts)
-                }
-                _ => {
-                    errors.add(
-                        &path,
-                        "must be [field, operator] or [field, operator, value]",
-                    );
+            match Constraint::parse(&parts) {
+                Ok(_) => Some(parts),
+                Err(e) => {
+                    errors.add(&path, e);
                     None
                 }
             }

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_log::engine::{Clock, Log};
-use cairn_log::event::{Actor, AgentId, Entry, Event, Principal, TaskId, TaskKillRequested, Term};
+use cairn_log::event::{
+    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, Principal, TaskId,
+    TaskKillRequested, Term, Timestamp,
+};
 use cairn_log::protocol::{
     Ack, Command, Envelope, KnownTask, Register, Registered, StatusUpdate, MAX_UPDATES_PER_POST,
     PING_SECS,
@@ -22,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::agents::{self, Router, StatusOutcome};
+use crate::allocator::{self, AllocatorConfig};
+use crate::apps;
+use crate::deployments::{self, Change, Put, Refusal};
 use crate::tasks::{self, PlaceError, TaskRequest};
 
 /// Commands queued for one agent's stream before the agent counts as too slow (its stream is
@@ -31,6 +37,9 @@ const ROUTE_BUFFER: usize = 4096;
 pub const MAX_KNOWN_TASKS: usize = 100_000;
 /// How often the runner looks for agents that went quiet.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How often the built-in schedulers run when nothing prompts them (backoffs running out,
+/// offers timing out); a change prompts a cycle at once.
+const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -40,6 +49,7 @@ pub struct RunnerConfig {
     /// How long a new leader waits for agents to reconnect before it marks the silent ones
     /// disconnected.
     pub reconnect_grace: Duration,
+    pub allocator: AllocatorConfig,
 }
 
 impl Default for RunnerConfig {
@@ -47,6 +57,7 @@ impl Default for RunnerConfig {
         Self {
             agent_timeout: Duration::from_secs(75),
             reconnect_grace: Duration::from_secs(15),
+            allocator: AllocatorConfig::default(),
         }
     }
 }
@@ -68,6 +79,16 @@ pub enum Error {
     Log(cairn_log::Error),
     #[error(transparent)]
     Projection(#[from] cairn_projections::live::Error),
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(m) => Self::Invalid(m),
+            Refusal::NotFound(m) => Self::NotFound(m),
+            Refusal::Conflict { message, .. } => Self::Conflict(message),
+        }
+    }
 }
 
 impl From<cairn_log::Error> for Error {
@@ -98,6 +119,8 @@ struct Inner {
     /// Agents registered with this leader. Also guards `routed` (see `commands`).
     sessions: Mutex<Sessions>,
     generations: AtomicU64,
+    /// Prompts a scheduling cycle (after a change that may need one).
+    nudge: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -166,11 +189,18 @@ impl Runner {
                 writes: tokio::sync::Mutex::new(Term(0)),
                 sessions: Mutex::new(Sessions::default()),
                 generations: AtomicU64::new(1),
+                nudge: tokio::sync::Notify::new(),
             }),
         };
+        tokio::spawn(runner.clone().schedule(stop.clone()));
         tokio::spawn(runner.clone().route(stop.clone()));
         tokio::spawn(runner.clone().watch_agents(stop));
         runner
+    }
+
+    /// The time by this master's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     fn ensure_leader(&self) -> Result<()> {
@@ -264,6 +294,7 @@ impl Runner {
             })
             .await?;
         let appended = appended.expect("a registration is always logged");
+        self.inner.nudge.notify_one();
         info!(%agent_id, hostname = %request.hostname, offset = appended.last.get(), "agent registered");
         Ok(Registered {
             agent_id,
@@ -452,6 +483,9 @@ impl Runner {
                 })
             })
             .await?;
+        if appended.is_some() {
+            self.inner.nudge.notify_one();
+        }
         let mut next = appended.map_or(0, |a| a.first.get());
         Ok(updates
             .iter()
@@ -526,6 +560,252 @@ impl Runner {
             })
             .await?;
         Ok(appended.map_or(0, |a| a.last.get()))
+    }
+
+    /// Creates or updates apps in one deployment; returns it (none when nothing changed).
+    pub async fn put_apps(
+        &self,
+        actor: Actor,
+        specs: Vec<AppSpec>,
+        mode: Put,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let now = self.inner.clock.now();
+        self.change(actor, |state| {
+            deployments::put(state, specs, mode, now, deployment_id(), force)
+        })
+        .await
+    }
+
+    /// Sets an app's instance count.
+    pub async fn scale_app(
+        &self,
+        actor: Actor,
+        app_id: AppId,
+        instances: u32,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let now = self.inner.clock.now();
+        self.change(actor, |state| {
+            deployments::scale(state, &app_id, instances, now, deployment_id(), force)
+        })
+        .await
+    }
+
+    /// Replaces an app's instances by a rolling restart.
+    pub async fn restart_app(
+        &self,
+        actor: Actor,
+        app_id: AppId,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let now = self.inner.clock.now();
+        self.change(actor, |state| {
+            deployments::restart(state, &app_id, now, deployment_id(), force)
+        })
+        .await
+    }
+
+    /// Deletes an app and kills its instances.
+    pub async fn delete_app(
+        &self,
+        actor: Actor,
+        app_id: AppId,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let now = self.inner.clock.now();
+        self.change(actor, |state| {
+            deployments::delete(state, &app_id, now, deployment_id(), force)
+        })
+        .await
+    }
+
+    /// Puts an app back to the definition it had at `version` (a new version).
+    pub async fn rollback_app(
+        &self,
+        actor: Actor,
+        app_id: AppId,
+        version: Timestamp,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let spec = {
+            let state = self.inner.projector.current().await;
+            let app = state
+                .apps
+                .apps
+                .get(&app_id)
+                .ok_or_else(|| Error::NotFound(format!("app {app_id} does not exist")))?;
+            self.spec_at(app, version)?
+        };
+        self.put_apps(actor, vec![spec], Put::Update, force).await
+    }
+
+    /// Cancels a running deployment; with `rollback`, its apps go back to their earlier
+    /// definitions in a new deployment (returned).
+    pub async fn cancel_deployment(
+        &self,
+        actor: Actor,
+        deployment: DeploymentId,
+        rollback: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let previous = if rollback {
+            let state = self.inner.projector.current().await;
+            let d = state.apps.deployments.get(&deployment).ok_or_else(|| {
+                Error::NotFound(format!("deployment {deployment} does not exist"))
+            })?;
+            let mut previous = std::collections::BTreeMap::new();
+            for app_id in &d.app_ids {
+                let before = match state.apps.apps.get(app_id) {
+                    Some(app) => match app.versions.iter().rev().find(|v| v.version < d.version) {
+                        Some(v) => Some(self.spec_at(app, v.version)?),
+                        None => None,
+                    },
+                    // Deleted (by this deployment: `cancel` refuses to restore it).
+                    None => None,
+                };
+                previous.insert(app_id.clone(), before);
+            }
+            Some((previous, deployment_id()))
+        } else {
+            None
+        };
+        let now = self.inner.clock.now();
+        self.change(actor, |state| {
+            deployments::cancel(state, &deployment, previous, now)
+        })
+        .await
+    }
+
+    /// Appends a change to apps and prompts the scheduler to carry it out.
+    async fn change(
+        &self,
+        actor: Actor,
+        decide: impl FnOnce(&State) -> std::result::Result<Change, Refusal>,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let (_, deployment) = self
+            .write(|state| {
+                let change = decide(state)?;
+                Ok(Decision {
+                    actor,
+                    events: change.events,
+                    out: change.deployment,
+                })
+            })
+            .await?;
+        self.inner.nudge.notify_one();
+        Ok(deployment)
+    }
+
+    /// An app's definition as of one of its versions, read back from the log.
+    fn spec_at(&self, app: &cairn_projections::apps::App, version: Timestamp) -> Result<AppSpec> {
+        let at = app
+            .versions
+            .iter()
+            .position(|v| v.version == version)
+            .ok_or_else(|| {
+                Error::NotFound(format!("app {} has no version {version}", app.spec.id))
+            })?;
+        let read = |offset: u64| -> Result<Event> {
+            let offset = Offset::new(offset).ok_or_else(|| Error::NotFound("offset 0".into()))?;
+            let record = self.inner.log.read(offset, 1)?.into_iter().next();
+            record
+                .map(|r| r.event)
+                .ok_or_else(|| Error::NotFound(format!("record {offset} is not in the log")))
+        };
+        // The definition of the latest full version at or before it, with the instance
+        // count of the version itself.
+        let mut instances = None;
+        for v in app.versions[..=at].iter().rev() {
+            match read(v.offset)? {
+                Event::AppScaled(e) => {
+                    instances.get_or_insert(e.instances);
+                }
+                Event::AppCreated(cairn_log::event::AppCreated { spec, .. })
+                | Event::AppUpdated(cairn_log::event::AppUpdated { spec, .. }) => {
+                    return Ok(AppSpec {
+                        instances: instances.unwrap_or(spec.instances),
+                        ..spec
+                    });
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "version {} of app {} is recorded as {:?}",
+                        v.version,
+                        app.spec.id,
+                        other.kind()
+                    )))
+                }
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no definition of app {} at {version}",
+            app.spec.id
+        )))
+    }
+
+    /// The built-in schedulers, on the leader: each cycle registers the apps framework if
+    /// the log lacks it, runs the allocator, and lets the apps scheduler use its offers.
+    async fn schedule(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(SCHEDULE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.inner.nudge.notified() => {}
+                () = stop.cancelled() => return,
+            }
+            if self.inner.log.leader_elsewhere().is_some() {
+                continue;
+            }
+            if let Err(e) = self.cycle().await {
+                if !matches!(e, Error::NotLeader { .. }) {
+                    warn!(error = %e, "a scheduling cycle failed");
+                }
+            }
+        }
+    }
+
+    async fn cycle(&self) -> Result<()> {
+        let scheduler = |name: &str| Actor {
+            principal: Principal::Scheduler { name: name.into() },
+            origin: None,
+        };
+        // A revive or a cut-short cycle goes round again at once (bounded, so that a
+        // busy cluster still yields to other decisions).
+        for _ in 0..8 {
+            let now = self.inner.clock.now();
+            self.write(|state| {
+                Ok(Decision::to_log(
+                    scheduler("apps"),
+                    apps::ensure_framework(state),
+                ))
+            })
+            .await?;
+            let prefix = format!("{:016x}", mint());
+            let config = &self.inner.config.allocator;
+            self.write(|state| {
+                Ok(Decision::to_log(
+                    scheduler("allocator"),
+                    allocator::allocate(state, now, config, &prefix),
+                ))
+            })
+            .await?;
+            let tasks = format!("{:08x}", mint() as u32);
+            let (_, again) = self
+                .write(|state| {
+                    let cycle = apps::decide(state, now, &tasks);
+                    Ok(Decision {
+                        actor: scheduler("apps"),
+                        events: cycle.events,
+                        out: cycle.again,
+                    })
+                })
+                .await?;
+            if !again {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Sends each committed command to the session of the agent it is for. Retries (with
@@ -664,6 +944,20 @@ impl Runner {
 #[allow(clippy::disallowed_methods)]
 fn mint() -> u64 {
     rand::random()
+}
+
+/// A new deployment's id, shaped like Marathon's (a UUID).
+fn deployment_id() -> DeploymentId {
+    let (a, b) = (mint(), mint());
+    DeploymentId::new(format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    ))
+    .expect("a valid id")
 }
 
 /// A task name made safe for a task id (and so a directory name): letters, digits, `-`, `_`.

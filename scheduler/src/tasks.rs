@@ -93,27 +93,8 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
             best,
         });
     };
-    let ports: Vec<u16> = free
-        .ports
-        .iter()
-        .flat_map(|r| r.begin..=r.end)
-        .take(request.ports)
-        .collect();
-    let mut resources = request.resources.clone();
-    resources.ports = ports
-        .iter()
-        .map(|p| PortRange { begin: *p, end: *p })
-        .collect();
-    let mut spec = request.spec.clone();
-    // Each port mapping asking for a host port gets the assigned one with its index.
-    if let Some(docker) = spec.container.as_mut().and_then(|c| c.docker.as_mut()) {
-        for (mapping, port) in docker.port_mappings.iter_mut().zip(&ports) {
-            if mapping.host_port == 0 {
-                mapping.host_port = *port;
-            }
-        }
-    }
-    spec.ports = ports;
+    let ports = take_ports(&free.ports, &vec![0; request.ports]).expect("counted above");
+    let (resources, spec) = assign(&request.resources, &request.spec, ports);
     Ok(Event::TaskLaunched(TaskLaunched {
         task_id,
         name: request.name.clone(),
@@ -125,7 +106,53 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
     }))
 }
 
-fn port_count(ranges: &[PortRange]) -> u64 {
+/// Host ports from `free` for each of `wanted`: that port if it is not 0 (it must be free),
+/// else the lowest free one not already taken. `None` when they cannot all be had.
+pub(crate) fn take_ports(free: &[PortRange], wanted: &[u16]) -> Option<Vec<u16>> {
+    let is_free = |p: u16| free.iter().any(|r| r.begin <= p && p <= r.end);
+    let mut taken: Vec<u16> = wanted.iter().copied().filter(|p| *p != 0).collect();
+    if !taken.iter().all(|p| is_free(*p)) {
+        return None;
+    }
+    let mut any = free.iter().flat_map(|r| r.begin..=r.end);
+    let mut out = Vec::with_capacity(wanted.len());
+    for want in wanted {
+        if *want != 0 {
+            out.push(*want);
+            continue;
+        }
+        let port = any.find(|p| !taken.contains(p))?;
+        taken.push(port);
+        out.push(port);
+    }
+    Some(out)
+}
+
+/// A task's resources and spec once it has its host `ports`: the ports become single-port
+/// ranges, `PORT0…`, and the host side of Docker port mappings that asked for any port.
+pub(crate) fn assign(
+    resources: &Resources,
+    spec: &TaskSpec,
+    ports: Vec<u16>,
+) -> (Resources, TaskSpec) {
+    let mut resources = resources.clone();
+    resources.ports = ports
+        .iter()
+        .map(|p| PortRange { begin: *p, end: *p })
+        .collect();
+    let mut spec = spec.clone();
+    if let Some(docker) = spec.container.as_mut().and_then(|c| c.docker.as_mut()) {
+        for (mapping, port) in docker.port_mappings.iter_mut().zip(&ports) {
+            if mapping.host_port == 0 {
+                mapping.host_port = *port;
+            }
+        }
+    }
+    spec.ports = ports;
+    (resources, spec)
+}
+
+pub(crate) fn port_count(ranges: &[PortRange]) -> u64 {
     ranges
         .iter()
         .map(|r| u64::from(r.end) - u64::from(r.begin) + 1)

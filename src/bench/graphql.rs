@@ -42,6 +42,7 @@ pub async fn bench(
     let quiet = cairn_scheduler::RunnerConfig {
         agent_timeout: std::time::Duration::from_secs(86_400),
         reconnect_grace: std::time::Duration::from_secs(86_400),
+        ..cairn_scheduler::RunnerConfig::default()
     };
     let runner = cairn_scheduler::Runner::start(
         log.clone(),
