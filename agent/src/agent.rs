@@ -219,7 +219,7 @@ impl Shared {
         reason: Option<&str>,
         message: String,
     ) -> Result<()> {
-        let update = StatusUpdate {
+        self.store_update(StatusUpdate {
             uuid: format!("{:032x}", rand::random::<u128>()),
             task_id: task_id.clone(),
             state,
@@ -227,7 +227,43 @@ impl Shared {
             message: Some(message),
             healthy: None,
             at: now(),
+        })
+    }
+
+    /// Reports a running task's health (see [`crate::health`]); nothing for a task that is
+    /// ending or has ended.
+    pub(crate) fn report_health(
+        &self,
+        task_id: &TaskId,
+        healthy: bool,
+        message: String,
+    ) -> Result<()> {
+        let state = match self.tasks.lock().expect("tasks").get(task_id) {
+            Some(r) if !r.state.is_terminal() && !r.kill_requested => r.state,
+            _ => return Ok(()),
         };
+        self.store_update(StatusUpdate {
+            uuid: format!("{:032x}", rand::random::<u128>()),
+            task_id: task_id.clone(),
+            state,
+            reason: Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED".into()),
+            message: Some(message),
+            healthy: Some(healthy),
+            at: now(),
+        })
+    }
+
+    pub(crate) fn health_http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn docker(&self) -> &DockerExecutor {
+        &self.docker
+    }
+
+    fn store_update(&self, update: StatusUpdate) -> Result<()> {
+        let (task_id, state) = (update.task_id.clone(), update.state);
+        let task_id = &task_id;
         {
             // The update is stored first: a crash before the record follows leaves the update
             // to tell the truth (recovery reads both).
@@ -473,10 +509,31 @@ impl Shared {
         runtime: Runtime,
         child: Option<tokio::process::Child>,
     ) {
+        let spec = self
+            .tasks
+            .lock()
+            .expect("tasks")
+            .get(&id)
+            .map(|t| t.spec.clone())
+            .filter(|s| !s.health_checks.is_empty());
+        let health = spec.map(|spec| {
+            tokio::spawn(crate::health::watch(
+                self.clone(),
+                id.clone(),
+                spec,
+                runtime.clone(),
+                sandbox.clone(),
+            ))
+        });
         let report = match &runtime {
             Runtime::Process { .. } => process::wait(&sandbox, &runtime, child).await,
             Runtime::Docker { container_id } => self.docker.wait(&sandbox, container_id).await,
         };
+        // Checks stop before the last state is reported: no health update follows it.
+        if let Some(health) = health {
+            health.abort();
+            let _ = health.await;
+        }
         let kill_requested = self
             .tasks
             .lock()

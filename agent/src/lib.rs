@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod cgroups;
 pub mod executor;
+mod health;
 pub mod host;
 mod http;
 pub mod store;

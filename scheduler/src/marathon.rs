@@ -547,7 +547,13 @@ fn health_checks(app: &Object, errors: &mut Errors) -> Vec<HealthCheck> {
                 .unwrap_or("HTTP")
             {
                 "HTTP" | "MESOS_HTTP" => HealthProtocol::Http,
-                "HTTPS" | "MESOS_HTTPS" => HealthProtocol::Https,
+                "HTTPS" | "MESOS_HTTPS" => {
+                    errors.add(
+                        &check.at("protocol"),
+                        "HTTPS health checks are not supported by cairn yet (use HTTP or TCP)",
+                    );
+                    return None;
+                }
                 "TCP" | "MESOS_TCP" => HealthProtocol::Tcp,
                 "COMMAND" => HealthProtocol::Command,
                 other => {
@@ -725,6 +731,15 @@ mod tests {
             ]
         );
         assert_eq!(err.message, "Object is not valid");
+    }
+
+    #[test]
+    fn https_health_checks_are_refused_until_the_agent_speaks_tls() {
+        let err = parse_app(&json!({"id": "/x", "cmd": "a",
+            "healthChecks": [{"protocol": "HTTPS"}]}))
+        .unwrap_err();
+        assert_eq!(err.details[0].path, "/healthChecks/0/protocol");
+        assert!(err.details[0].errors[0].contains("not supported"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -225,6 +226,38 @@ impl DockerExecutor {
     }
 
     /// `docker stop`: SIGTERM, then SIGKILL after `grace`.
+    /// Runs `command` with `sh -c` inside a container (a COMMAND health check); its exit code.
+    pub async fn exec(&self, container_id: &str, command: &str) -> Result<i64, String> {
+        let docker = self.docker()?;
+        let created = docker
+            .create_exec(
+                container_id,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", command]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..CreateExecOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("docker exec: {}", reason(&e)))?;
+        if let StartExecResults::Attached { mut output, .. } = docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(|e| format!("docker exec: {}", reason(&e)))?
+        {
+            // Its output is not kept; reading it to the end is waiting for it to exit.
+            while output.next().await.is_some() {}
+        }
+        let inspected = docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| format!("docker exec: {}", reason(&e)))?;
+        inspected
+            .exit_code
+            .ok_or_else(|| "docker exec: no exit code".to_owned())
+    }
+
     pub async fn stop(&self, container_id: &str, grace: Duration) {
         let Ok(docker) = self.docker() else { return };
         let options = StopContainerOptionsBuilder::new()
