@@ -520,12 +520,37 @@ pub struct Backoff {
     until: String,
 }
 
-#[derive(SimpleObject)]
-pub struct AppVersion {
-    version: String,
-    offset: u64,
+/// One version of an app (the `index`th, oldest first).
+pub struct AppVersion(Arc<View>, AppId, usize);
+
+impl AppVersion {
+    fn get(&self) -> &cairn_projections::apps::AppVersion {
+        &self.0.apps.apps[&self.1].versions[self.2]
+    }
+}
+
+#[Object]
+impl AppVersion {
+    async fn version(&self) -> String {
+        time(self.get().version)
+    }
+    /// Where it was logged.
+    async fn offset(&self) -> u64 {
+        self.get().offset
+    }
     /// `Created`, `Updated` or `Scaled`.
-    change: String,
+    async fn change(&self) -> String {
+        wire(&self.get().change)
+    }
+    /// The definition at this version, read back from the log.
+    async fn spec(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<serde_json::Value>> {
+        let runner = ctx.data_unchecked::<cairn_scheduler::Runner>();
+        let app = &self.0.apps.apps[&self.1];
+        runner
+            .spec_at(app, self.get().version)
+            .map(|spec| json(&spec))
+            .map_err(|e| crate::error(crate::Code::Internal, e.to_string()))
+    }
 }
 
 pub struct App(pub Arc<View>, pub AppId);
@@ -562,14 +587,8 @@ impl App {
     }
     /// Every version, oldest first.
     async fn versions(&self) -> Vec<AppVersion> {
-        self.get()
-            .versions
-            .iter()
-            .map(|v| AppVersion {
-                version: time(v.version),
-                offset: v.offset,
-                change: wire(&v.change),
-            })
+        (0..self.get().versions.len())
+            .map(|i| AppVersion(self.0.clone(), self.1.clone(), i))
             .collect()
     }
     async fn created_at(&self) -> String {

@@ -697,7 +697,11 @@ impl Runner {
     }
 
     /// An app's definition as of one of its versions, read back from the log.
-    fn spec_at(&self, app: &cairn_projections::apps::App, version: Timestamp) -> Result<AppSpec> {
+    pub fn spec_at(
+        &self,
+        app: &cairn_projections::apps::App,
+        version: Timestamp,
+    ) -> Result<AppSpec> {
         let at = app
             .versions
             .iter()

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use super::machine;
+use super::{machine, rss_kib};
 
 /// A child process killed when dropped.
 struct Reaped(Child);
@@ -79,18 +79,6 @@ fn launch_latency(task: &Value) -> anyhow::Result<u64> {
         .and_then(|s| s.iter().find(|s| s["state"] == "TASK_RUNNING"))
         .context("no TASK_RUNNING")?;
     Ok((micros(&running["at"])? - micros(&task["launchedAt"])?).max(0) as u64)
-}
-
-/// RSS of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// CPU time `pid` has used, user + system, in seconds (its waited-for children included).

@@ -16,79 +16,95 @@ use hdrhistogram::Histogram;
 
 use super::machine;
 
-pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<()> {
-    println!("machine: {}", machine());
-    let mut state = State::default();
-    let mut offset = 0;
-    let mut fold = |state: &mut State, event: Event| {
-        offset += 1;
-        state.apply(&Record {
-            offset: Offset::new(offset).expect("offsets start at 1"),
+/// A state folded in memory, one event at a time, one microsecond apart.
+pub(super) struct Folded {
+    pub state: State,
+    offset: u64,
+}
+
+impl Folded {
+    pub fn new() -> Self {
+        Self {
+            state: State::default(),
+            offset: 0,
+        }
+    }
+
+    pub fn fold(&mut self, event: Event) {
+        self.offset += 1;
+        self.state.apply(&Record {
+            offset: Offset::new(self.offset).expect("offsets start at 1"),
             term: Term(1),
-            at: Timestamp::from_micros(offset as i64),
+            at: Timestamp::from_micros(self.offset as i64),
             actor: Actor::system(),
             event,
         });
-    };
+    }
+
+    /// A time after everything folded so far.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_micros(self.offset as i64 + 1)
+    }
+}
+
+/// Simulated agent `a`: 32 CPUs, 256 GiB, 1 TiB, ports 31000–32000, on its own host.
+pub(super) fn agent(a: usize) -> anyhow::Result<Event> {
+    Ok(Event::AgentRegistered(AgentRegistered {
+        agent_id: AgentId::new(format!("agent-{a:05}"))?,
+        hostname: format!("host-{a}"),
+        address: format!("10.0.{}.{}:5051", a / 250, a % 250),
+        resources: Resources {
+            cpus_milli: 32_000,
+            mem_mib: 256 << 10,
+            disk_mib: 1 << 20,
+            ports: vec![PortRange {
+                begin: 31000,
+                end: 32000,
+            }],
+        },
+        attributes: BTreeMap::from([("rack".to_owned(), format!("r{}", a % 20))]),
+        version: "bench".into(),
+    }))
+}
+
+pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<()> {
+    println!("machine: {}", machine());
+    let mut cluster = Folded::new();
     for f in 0..frameworks {
-        fold(
-            &mut state,
-            Event::FrameworkRegistered(FrameworkRegistered {
-                framework_id: FrameworkId::new(format!("f{f:03}"))?,
-                name: format!("framework {f}"),
-                user: "root".into(),
-                roles: vec![format!("role{}", f % 4)],
-                principal: None,
-                failover_timeout_secs: 0,
-                hostname: None,
-                webui_url: None,
-            }),
-        );
+        cluster.fold(Event::FrameworkRegistered(FrameworkRegistered {
+            framework_id: FrameworkId::new(format!("f{f:03}"))?,
+            name: format!("framework {f}"),
+            user: "root".into(),
+            roles: vec![format!("role{}", f % 4)],
+            principal: None,
+            failover_timeout_secs: 0,
+            hostname: None,
+            webui_url: None,
+        }));
     }
     for a in 0..agents {
-        let agent_id = AgentId::new(format!("agent-{a:05}"))?;
-        fold(
-            &mut state,
-            Event::AgentRegistered(AgentRegistered {
-                agent_id: agent_id.clone(),
-                hostname: format!("host-{a}"),
-                address: format!("10.0.{}.{}:5051", a / 250, a % 250),
-                resources: Resources {
-                    cpus_milli: 32_000,
-                    mem_mib: 256 << 10,
-                    disk_mib: 1 << 20,
-                    ports: vec![PortRange {
-                        begin: 31000,
-                        end: 32000,
-                    }],
-                },
-                attributes: BTreeMap::new(),
-                version: "bench".into(),
-            }),
-        );
+        cluster.fold(agent(a)?);
         // Half of each agent in use by one framework's task.
-        fold(
-            &mut state,
-            Event::TaskLaunched(TaskLaunched {
-                task_id: TaskId::new(format!("t{a}"))?,
-                name: "t".into(),
-                framework_id: FrameworkId::new(format!("f{:03}", a % frameworks))?,
-                agent_id,
-                owner: TaskOwner::Framework,
-                resources: Resources {
-                    cpus_milli: 16_000,
-                    mem_mib: 128 << 10,
-                    ..Resources::default()
-                },
-                spec: TaskSpec::default(),
-            }),
-        );
+        cluster.fold(Event::TaskLaunched(TaskLaunched {
+            task_id: TaskId::new(format!("t{a}"))?,
+            name: "t".into(),
+            framework_id: FrameworkId::new(format!("f{:03}", a % frameworks))?,
+            agent_id: AgentId::new(format!("agent-{a:05}"))?,
+            owner: TaskOwner::Framework,
+            resources: Resources {
+                cpus_milli: 16_000,
+                mem_mib: 128 << 10,
+                ..Resources::default()
+            },
+            spec: TaskSpec::default(),
+        }));
     }
+    let state = cluster.state;
     let config = AllocatorConfig {
         weights: BTreeMap::from([("role0".to_owned(), 2.0), ("role1".to_owned(), 0.5)]),
         ..AllocatorConfig::default()
     };
-    let now = Timestamp::from_micros(offset as i64 + 1);
+    let now = Timestamp::from_micros(state.offset as i64 + 1);
     let mut latency = Histogram::<u64>::new(3)?;
     let mut made = 0;
     for cycle in 0..cycles {

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 
 mod agent;
 mod allocator;
+mod apps;
 mod graphql;
 mod projections;
 
@@ -103,6 +104,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         cycles: usize,
     },
+    /// The apps scheduler with simulated agents (in memory): placements per second from
+    /// offers, the cost of an idle cycle, and memory per app.
+    Apps {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 1_000)]
+        apps: usize,
+        /// Instances per app.
+        #[arg(long, default_value_t = 10)]
+        instances: u32,
+    },
     /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
     Graphql {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -134,6 +146,14 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             cycles,
         } => {
             allocator::bench(agents, frameworks.max(1), cycles)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCommand::Apps {
+            agents,
+            apps,
+            instances,
+        } => {
+            apps::bench(agents.max(1), apps.max(1), instances)?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCommand::Log {
@@ -241,6 +261,18 @@ fn status_update(n: u64) -> Entry {
 pub(crate) async fn open(path: &Path) -> anyhow::Result<Log> {
     let config = LogConfig::new(path);
     Ok(Log::open_single_node(config, Arc::new(SystemClock), &mut Registry::default()).await?)
+}
+
+/// RSS of `pid` in KiB.
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 pub(crate) fn machine() -> String {

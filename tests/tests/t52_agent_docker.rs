@@ -1,8 +1,8 @@
 //! Docker tasks in the real Docker Engine, with images the test setup builds locally
 //! (`tests/images/build.sh`): output into the sandbox, exit statuses, Marathon's parameters,
-//! limits and networks, the example app `shared/examples/nginx-app.json` serving HTTP on its
-//! host port (its volume driver served by a local plugin), kills, containers that outlive an
-//! agent restart, and clear reasons for what cannot run.
+//! limits and networks, the example app `shared/examples/nginx-app.json` deployed as it is
+//! and serving HTTP on its host port (its volume driver served by a local plugin), kills,
+//! containers that outlive an agent restart, and clear reasons for what cannot run.
 
 use std::process::Command;
 use std::time::Duration;
@@ -180,49 +180,31 @@ fn the_nginx_example_serves_http_on_its_host_port() {
     .unwrap();
     assert!(line.starts_with("serving"), "{line}");
 
-    let app: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/examples/nginx-app.json"
-        ))
-        .expect("tests/fixtures/examples/nginx-app.json"),
-    )
-    .unwrap();
-    let docker_spec = &app["container"]["docker"];
-    let (cpus, mem) = (app["cpus"].to_string(), app["mem"].to_string());
-    let mut args: Vec<String> = vec![
-        "--name".into(),
-        app["id"].as_str().unwrap().into(),
-        "--cpus".into(),
-        cpus,
-        "--mem".into(),
-        mem,
-        "--docker".into(),
-        docker_spec["image"].as_str().unwrap().into(),
-        "--network".into(),
-        docker_spec["network"].as_str().unwrap().into(),
-    ];
-    for mapping in docker_spec["portMappings"].as_array().unwrap() {
-        assert_eq!(mapping["hostPort"], 0);
-        args.extend(["--publish".into(), mapping["containerPort"].to_string()]);
-    }
-    for p in docker_spec["parameters"].as_array().unwrap() {
-        args.extend([
-            "--param".into(),
-            format!(
-                "{}={}",
-                p["key"].as_str().unwrap(),
-                p["value"].as_str().unwrap()
-            ),
-        ]);
-    }
+    // The example app, deployed as it is.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/examples/nginx-app.json"
+    );
     let dir = tempfile::tempdir().unwrap();
     let dev = Dev::start_with_agent(dir.path(), None, &["--ports", "32200-32299"]);
     let masters = vec![dev.addr()];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = run_task(&masters, &args);
-    let running = wait_for_state(&dev.addr(), &id, "TASK_RUNNING", WITHIN);
-    let port = running["spec"]["ports"][0].as_u64().unwrap();
+    let out = cairn(
+        &masters,
+        &["app", "apply", "-f", example, "--wait", "--timeout", "60"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dev.data(
+        "{ app(id: \"/nginx\") { tasks { id state ports } } }",
+        Value::Null,
+    );
+    let task = &data["app"]["tasks"][0];
+    assert_eq!(task["state"], "TASK_RUNNING", "{data}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let port = task["ports"][0].as_u64().unwrap();
     assert!((32200..=32299).contains(&port));
     let mut body = String::new();
     wait_until("nginx to answer on its host port", WITHIN, || {
@@ -243,8 +225,15 @@ fn the_nginx_example_serves_http_on_its_host_port() {
         volumes.path().join("nginx-data/index.html").exists(),
         "the volume holds the site"
     );
-    let out = cairn(&masters, &["task", "kill", "--grace", "1", &id]);
-    assert!(out.status.success());
+    let out = cairn(
+        &masters,
+        &["app", "delete", "nginx", "--wait", "--timeout", "60"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for_state(&dev.addr(), &id, "TASK_KILLED", WITHIN);
     wait_until("the container to be removed", WITHIN, || {
         containers_of(&id).is_empty()

@@ -99,10 +99,18 @@ fn apps_are_deployed_kept_running_scaled_and_rolled() {
     });
 
     // Scale up and down: the others are not touched; the youngest go first.
-    run(&masters, &["app", "scale", "shop/web", "4", "--wait"], 0);
+    run(
+        &masters,
+        &["app", "scale", "shop/web", "4", "--wait", "--timeout", "60"],
+        0,
+    );
     let four = running(&dev, "/shop/web");
     assert_eq!(four.len(), 4);
-    run(&masters, &["app", "scale", "shop/web", "2", "--wait"], 0);
+    run(
+        &masters,
+        &["app", "scale", "shop/web", "2", "--wait", "--timeout", "60"],
+        0,
+    );
     let two = running(&dev, "/shop/web");
     assert_eq!(two.len(), 2);
     assert!(two.iter().all(|t| four.contains(t)));
@@ -113,7 +121,17 @@ fn apps_are_deployed_kept_running_scaled_and_rolled() {
     let file2 = write(dir.path(), "web2.json", &v2);
     let (out, _) = run(
         &masters,
-        &["app", "apply", "-f", &file2, "--wait", "-o", "json"],
+        &[
+            "app",
+            "apply",
+            "-f",
+            &file2,
+            "--wait",
+            "--timeout",
+            "60",
+            "-o",
+            "json",
+        ],
         0,
     );
     let version = serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["version"]
@@ -157,14 +175,53 @@ fn apps_are_deployed_kept_running_scaled_and_rolled() {
         .to_owned();
     run(
         &masters,
-        &["app", "rollback", "shop/web", &created, "--wait"],
+        &[
+            "app",
+            "rollback",
+            "shop/web",
+            &created,
+            "--wait",
+            "--timeout",
+            "60",
+        ],
         0,
     );
     let data = dev.data("{ app(id: \"/shop/web\") { spec instances } }", Value::Null);
     assert_eq!(data["app"]["spec"]["command"]["value"], "sleep 600");
     assert_eq!(data["app"]["instances"], 2);
 
-    run(&masters, &["app", "delete", "shop/web", "--wait"], 0);
+    // Every version's definition stays queryable.
+    let data = dev.data(
+        "{ app(id: \"/shop/web\") { versions { change spec } } }",
+        Value::Null,
+    );
+    let versions = data["app"]["versions"].as_array().unwrap();
+    let specs: Vec<(&str, &Value, &Value)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["change"].as_str().unwrap(),
+                &v["spec"]["command"]["value"],
+                &v["spec"]["instances"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        specs,
+        [
+            ("Created", &json!("sleep 600"), &json!(2)),
+            ("Scaled", &json!("sleep 600"), &json!(4)),
+            ("Scaled", &json!("sleep 600"), &json!(2)),
+            ("Updated", &json!("sleep 700"), &json!(2)),
+            ("Updated", &json!("sleep 600"), &json!(2)),
+        ]
+    );
+
+    run(
+        &masters,
+        &["app", "delete", "shop/web", "--wait", "--timeout", "60"],
+        0,
+    );
     assert!(dev.data("{ app(id: \"/shop/web\") { id } }", Value::Null)["app"].is_null());
     wait_until("the deleted app's instances to end", WITHIN, || {
         let data = dev.data(
@@ -233,7 +290,11 @@ fn why_an_app_is_not_running_is_answered_and_bad_changes_change_nothing() {
     assert!(out.contains(&deployment), "{out}");
 
     // Canceled with rollback: the app the deployment created goes away again.
-    run(&masters, &["app", "cancel", &deployment, "--wait"], 0);
+    run(
+        &masters,
+        &["app", "cancel", &deployment, "--wait", "--timeout", "60"],
+        0,
+    );
     assert!(dev.data("{ app(id: \"/big\") { id } }", Value::Null)["app"].is_null());
     let data = dev.data("{ deployments { id status reason } }", Value::Null);
     let canceled = data["deployments"]

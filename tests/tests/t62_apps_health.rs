@@ -22,7 +22,12 @@ fn app(dev: &Dev) -> Value {
 #[test]
 fn unhealthy_instances_are_killed_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "2", "--mem", "2048"]);
+    // Ports of its own: a server another test left behind cannot hold them.
+    let dev = Dev::start_with_agent(
+        dir.path(),
+        None,
+        &["--cpus", "2", "--mem", "2048", "--ports", "32300-32399"],
+    );
     let masters = vec![dev.addr()];
     let flags = dir.path().join("flags");
     std::fs::create_dir(&flags).unwrap();
@@ -44,7 +49,15 @@ fn unhealthy_instances_are_killed_and_replaced() {
     // The deployment finishes only once the instance is healthy.
     let out = cairn(
         &masters,
-        &["app", "apply", "-f", file.to_str().unwrap(), "--wait"],
+        &[
+            "app",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "60",
+        ],
     );
     assert!(
         out.status.success(),
@@ -92,6 +105,16 @@ fn unhealthy_instances_are_killed_and_replaced() {
     assert_eq!(
         kill["payload"]["reason"],
         "it failed its health check 2 times in a row"
+    );
+    // Tasks outlive the agent: the app goes, with its server, before the cluster does.
+    let out = cairn(
+        &masters,
+        &["app", "delete", "probe", "--wait", "--timeout", "60"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     dev.stop();
 }
