@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cluster_cmd::Masters;
@@ -302,10 +302,10 @@ async fn mutate(
         let found = response["data"]["deployments"]
             .as_array()
             .and_then(|all| all.iter().find(|d| d["id"] == id).cloned());
-        let Some(deployment) = found else {
-            bail!("deployment {id} is no longer known");
-        };
-        match deployment["status"].as_str() {
+        // A master that has not yet folded the deployment (a follower a moment behind the
+        // leader that took it) does not list it: look again until the deadline.
+        match found.as_ref().and_then(|d| d["status"].as_str()) {
+            None => {}
             Some("RUNNING") => {}
             Some("FINISHED") => {
                 if let Output::Text = change.output {
@@ -313,19 +313,24 @@ async fn mutate(
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            other => {
+            Some(other) => {
                 eprintln!(
-                    "deployment {id} ended {}: {}",
-                    other.unwrap_or("?"),
-                    deployment["reason"].as_str().unwrap_or("")
+                    "deployment {id} ended {other}: {}",
+                    found
+                        .as_ref()
+                        .map_or("", |d| d["reason"].as_str().unwrap_or(""))
                 );
                 return Ok(ExitCode::FAILURE);
             }
         }
         if Instant::now() >= deadline {
+            let step = found.map_or_else(
+                || "not yet seen".to_owned(),
+                |d| format!("step {} of {}", d["completedSteps"], d["totalSteps"]),
+            );
             eprintln!(
-                "deployment {id} still running after {} s (step {} of {})",
-                change.timeout, deployment["completedSteps"], deployment["totalSteps"]
+                "deployment {id} still running after {} s ({step})",
+                change.timeout
             );
             return Ok(ExitCode::FAILURE);
         }

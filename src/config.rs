@@ -30,6 +30,10 @@
 //! [agents]
 //! timeout-secs = 75            # disconnected this long, an agent and its tasks are lost
 //! reconnect-grace-secs = 15    # a new leader waits this long for agents to reconnect
+//!
+//! [apps]
+//! enabled = true               # run the built-in apps scheduler (Marathon); false leaves
+//!                              # offers to external frameworks and refuses app changes
 //! ```
 
 use std::net::SocketAddr;
@@ -107,6 +111,20 @@ pub struct AgentsSection {
     pub reconnect_grace_secs: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AppsSection {
+    pub enabled: bool,
+}
+
+impl Default for AppsSection {
+    fn default() -> Self {
+        Self {
+            enabled: RunnerConfig::default().apps,
+        }
+    }
+}
+
 impl Default for AgentsSection {
     fn default() -> Self {
         let d = RunnerConfig::default();
@@ -130,6 +148,7 @@ pub struct MasterConfig {
     pub log: LogSection,
     pub projections: ProjectionsSection,
     pub agents: AgentsSection,
+    pub apps: AppsSection,
 }
 
 impl Default for MasterConfig {
@@ -144,6 +163,7 @@ impl Default for MasterConfig {
             log: LogSection::default(),
             projections: ProjectionsSection::default(),
             agents: AgentsSection::default(),
+            apps: AppsSection::default(),
         }
     }
 }
@@ -335,6 +355,7 @@ impl MasterConfig {
         RunnerConfig {
             agent_timeout: std::time::Duration::from_secs(self.agents.timeout_secs),
             reconnect_grace: std::time::Duration::from_secs(self.agents.reconnect_grace_secs),
+            apps: self.apps.enabled,
             ..RunnerConfig::default()
         }
     }

@@ -230,17 +230,17 @@ impl Shared {
         })
     }
 
-    /// Reports a running task's health (see [`crate::health`]); nothing for a task that is
-    /// ending or has ended.
+    /// Reports a running task's health (see [`crate::health`]); whether it did: nothing is
+    /// said of a task not yet running (its health follows its `TASK_RUNNING`), or ending.
     pub(crate) fn report_health(
         &self,
         task_id: &TaskId,
         healthy: bool,
         message: String,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let state = match self.tasks.lock().expect("tasks").get(task_id) {
-            Some(r) if !r.state.is_terminal() && !r.kill_requested => r.state,
-            _ => return Ok(()),
+            Some(r) if r.state == TaskState::Running && !r.kill_requested => r.state,
+            _ => return Ok(false),
         };
         self.store_update(StatusUpdate {
             uuid: format!("{:032x}", rand::random::<u128>()),
@@ -250,7 +250,8 @@ impl Shared {
             message: Some(message),
             healthy: Some(healthy),
             at: now(),
-        })
+        })?;
+        Ok(true)
     }
 
     pub(crate) fn health_http(&self) -> &reqwest::Client {

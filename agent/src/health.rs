@@ -102,11 +102,15 @@ pub(crate) async fn watch(
             ),
             None => "health checks passed".to_owned(),
         };
-        info!(task_id = %id, healthy, %message, "task health changed");
-        if let Err(e) = shared.report_health(&id, healthy, message) {
-            tracing::warn!(task_id = %id, error = %e, "cannot store a health update");
+        match shared.report_health(&id, healthy, message.clone()) {
+            Ok(true) => {
+                info!(task_id = %id, healthy, %message, "task health changed");
+                reported = Some(healthy);
+            }
+            // Not running yet: said with the next result.
+            Ok(false) => {}
+            Err(e) => tracing::warn!(task_id = %id, error = %e, "cannot store a health update"),
         }
-        reported = Some(healthy);
     }
 }
 

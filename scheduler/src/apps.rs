@@ -16,6 +16,7 @@
 //! - The framework suppresses offers when no app wants any, and revives when one does.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use cairn_log::event::{
     AgentId, AppId, CommandSpec, DeploymentFinished, DeploymentId, DeploymentStepFinished, Event,
@@ -119,6 +120,10 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
     let mut wants = false;
     let mut unmet = false;
     let mut minted = 0u64;
+    // Where the search for the next offer starts: it moves on past each offer used, across
+    // apps, so that instances spread over agents.
+    let mut cursor = 0usize;
+    let mut fields = FieldValues::new(state);
     for (app_id, app) in &state.apps.apps {
         if held.contains_key(app_id) {
             continue;
@@ -133,23 +138,14 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
             continue;
         }
         let want = Want::of(app_id, app);
-        let mut placement = Placement::new(state, &census, &want);
+        let mut placement = Placement::new(state, &census, &want, &mut fields);
         for _ in 0..plan.launch {
             if minted as usize >= PER_CYCLE {
                 wants = true;
                 break;
             }
-            let best = offers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, o)| {
-                    let ports = placement.fit(o.agent, &o.free).ok()?;
-                    let spread = placement.on_agent(o.agent_id);
-                    Some(((spread, std::cmp::Reverse(o.free.cpus_milli), i), ports))
-                })
-                .min_by(|a, b| a.0.cmp(&b.0));
             // What this cycle cannot place needs offers (more, or other ones).
-            let Some(((_, _, i), ports)) = best else {
+            let Some((i, ports)) = placement.choose(&offers, &mut cursor) else {
                 wants = true;
                 unmet = true;
                 break;
@@ -541,34 +537,67 @@ enum Misfit {
     Constraint(usize),
 }
 
-/// Where an app's instances are, as placement goes on.
-struct Placement<'a> {
-    want: &'a Want,
-    counts: Counts,
-    per_agent: BTreeMap<AgentId, u32>,
-    /// For `GROUP_BY`: every value of each constrained field among active agents.
-    values: BTreeMap<&'a str, Vec<&'a str>>,
+/// Every value a field has among the active agents (for `GROUP_BY`), found once per cycle.
+struct FieldValues<'a> {
+    state: &'a State,
+    known: BTreeMap<String, Rc<[&'a str]>>,
 }
 
-impl<'a> Placement<'a> {
-    fn new(state: &'a State, census: &Census, want: &'a Want) -> Self {
+impl<'a> FieldValues<'a> {
+    fn new(state: &'a State) -> Self {
+        Self {
+            state,
+            known: BTreeMap::new(),
+        }
+    }
+
+    fn of(&mut self, field: &str) -> Rc<[&'a str]> {
+        if let Some(values) = self.known.get(field) {
+            return values.clone();
+        }
+        let values: BTreeSet<&str> = self
+            .state
+            .cluster
+            .agents
+            .values()
+            .filter(|a| a.status == AgentStatus::Active)
+            .filter_map(|a| constraints::value_of(a, field))
+            .collect();
+        let values: Rc<[&str]> = values.into_iter().collect();
+        self.known.insert(field.to_owned(), values.clone());
+        values
+    }
+}
+
+/// Where an app's instances are, as placement goes on.
+struct Placement<'w, 's> {
+    want: &'w Want,
+    counts: Counts,
+    per_agent: BTreeMap<AgentId, u32>,
+    /// For `GROUP_BY`: every value of the constrained field among active agents.
+    values: BTreeMap<String, Rc<[&'s str]>>,
+    /// Offers whose agents hold more instances than this are passed over (see `choose`).
+    level: u32,
+}
+
+impl<'w, 's> Placement<'w, 's> {
+    fn new(
+        state: &'s State,
+        census: &Census,
+        want: &'w Want,
+        fields: &mut FieldValues<'s>,
+    ) -> Self {
         let mut placement = Self {
             want,
             counts: Counts::new(),
             per_agent: BTreeMap::new(),
             values: BTreeMap::new(),
+            level: 0,
         };
-        for c in &want.constraints {
-            let values: BTreeSet<&str> = state
-                .cluster
-                .agents
-                .values()
-                .filter(|a| a.status == AgentStatus::Active)
-                .filter_map(|a| constraints::value_of(a, &c.field))
-                .collect();
+        for c in want.constraints.iter().filter(|c| c.spreads()) {
             placement
                 .values
-                .insert(&c.field, values.into_iter().collect());
+                .insert(c.field.clone(), fields.of(&c.field));
         }
         for task in &census.all {
             if let Some(agent) = state.cluster.agents.get(&task.agent_id) {
@@ -587,6 +616,33 @@ impl<'a> Placement<'a> {
         self.per_agent.get(agent_id).copied().unwrap_or(0)
     }
 
+    /// The offer for one more instance, and its ports: among the offers whose agents hold
+    /// the fewest of the app's instances, the first that fits from `cursor` on (which then
+    /// moves past it). Each instance costs a few checks while room is plentiful, not one per
+    /// offer, so a cycle places thousands of instances over thousands of agents.
+    fn choose(&mut self, offers: &[Avail], cursor: &mut usize) -> Option<(usize, Vec<u16>)> {
+        let n = offers.len();
+        loop {
+            for step in 0..n {
+                let i = (*cursor + step) % n;
+                let offer = &offers[i];
+                if self.on_agent(offer.agent_id) > self.level {
+                    continue;
+                }
+                if let Ok(ports) = self.fit(offer.agent, &offer.free) {
+                    *cursor = i + 1;
+                    return Some((i, ports));
+                }
+            }
+            // None fits at this level: allow agents holding one more instance, if any do.
+            let most = offers.iter().map(|o| self.on_agent(o.agent_id)).max()?;
+            if self.level >= most {
+                return None;
+            }
+            self.level += 1;
+        }
+    }
+
     /// The host ports one more instance gets on `agent` with `free` resources, or why not.
     fn fit(&self, agent: &Agent, free: &Resources) -> Result<Vec<u16>, Misfit> {
         let need = &self.want.resources;
@@ -600,10 +656,7 @@ impl<'a> Placement<'a> {
             return Err(Misfit::Disk);
         }
         for (i, c) in self.want.constraints.iter().enumerate() {
-            let values = self
-                .values
-                .get(c.field.as_str())
-                .map_or(&[][..], Vec::as_slice);
+            let values = self.values.get(&c.field).map_or(&[][..], |v| &v[..]);
             if !c.allows(agent, self.counts.get(&c.field), values) {
                 return Err(Misfit::Constraint(i));
             }
@@ -635,7 +688,7 @@ pub fn waiting(state: &State, app_id: &AppId, now: Timestamp) -> Option<Waiting>
         return None;
     }
     let want = Want::of(app_id, app);
-    let placement = Placement::new(state, &census, &want);
+    let placement = Placement::new(state, &census, &want, &mut FieldValues::new(state));
     let mut misfits: BTreeMap<Misfit, usize> = BTreeMap::new();
     let mut active = 0;
     let mut fits = false;

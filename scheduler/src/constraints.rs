@@ -82,6 +82,11 @@ impl Constraint {
         raw.iter().filter_map(|c| Self::parse(c).ok()).collect()
     }
 
+    /// Whether it spreads over every value the agents have (and so needs them all).
+    pub fn spreads(&self) -> bool {
+        matches!(self.op, Op::GroupBy)
+    }
+
     /// Whether one more instance may go on `agent`. `counts` holds this field's instances
     /// per value; `values` every value the active agents have for it (for `GROUP_BY`).
     pub fn allows(

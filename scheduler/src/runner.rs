@@ -50,6 +50,9 @@ pub struct RunnerConfig {
     /// disconnected.
     pub reconnect_grace: Duration,
     pub allocator: AllocatorConfig,
+    /// Runs the built-in apps scheduler; without it, app changes are refused and offers go
+    /// to external frameworks only.
+    pub apps: bool,
 }
 
 impl Default for RunnerConfig {
@@ -58,6 +61,7 @@ impl Default for RunnerConfig {
             agent_timeout: Duration::from_secs(75),
             reconnect_grace: Duration::from_secs(15),
             allocator: AllocatorConfig::default(),
+            apps: true,
         }
     }
 }
@@ -682,6 +686,12 @@ impl Runner {
         actor: Actor,
         decide: impl FnOnce(&State) -> std::result::Result<Change, Refusal>,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        if !self.inner.config.apps {
+            return Err(Error::Invalid(
+                "the built-in apps scheduler is disabled on this cluster ([apps] enabled = false)"
+                    .into(),
+            ));
+        }
         let (_, deployment) = self
             .write(|state| {
                 let change = decide(state)?;
@@ -776,15 +786,18 @@ impl Runner {
         };
         // A revive or a cut-short cycle goes round again at once (bounded, so that a
         // busy cluster still yields to other decisions).
+        let run_apps = self.inner.config.apps;
         for _ in 0..8 {
             let now = self.inner.clock.now();
-            self.write(|state| {
-                Ok(Decision::to_log(
-                    scheduler("apps"),
-                    apps::ensure_framework(state),
-                ))
-            })
-            .await?;
+            if run_apps {
+                self.write(|state| {
+                    Ok(Decision::to_log(
+                        scheduler("apps"),
+                        apps::ensure_framework(state),
+                    ))
+                })
+                .await?;
+            }
             let prefix = format!("{:016x}", mint());
             let config = &self.inner.config.allocator;
             self.write(|state| {
@@ -794,6 +807,9 @@ impl Runner {
                 ))
             })
             .await?;
+            if !run_apps {
+                break;
+            }
             let tasks = format!("{:08x}", mint() as u32);
             let (_, again) = self
                 .write(|state| {

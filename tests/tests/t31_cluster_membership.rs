@@ -94,6 +94,10 @@ fn a_member_behind_a_snapshot_catches_up_and_members_come_and_go() {
         m.status(0)
             .is_some_and(|s| s["voters"].as_array().unwrap().len() == 4)
     });
+    // A member that has just joined forwards appends once it has heard from the leader.
+    wait_until("member 4 to know the leader", MINUTE, || {
+        m.status(3).is_some_and(|s| s["leader"].is_number())
+    });
     m.append(3, &job_entry("j-1000"), SECONDS)
         .expect("append through the new member");
     wait_until("member 4 to catch up", MINUTE, || heads_agree(&m, 4));

@@ -334,4 +334,23 @@ fn why_an_app_is_not_running_is_answered_and_bad_changes_change_nothing() {
     // (The crashing app's backoff appends nothing either: it holds for an hour.)
     assert_eq!(dev.head(), head);
     dev.stop();
+
+    // A cluster without the built-in apps scheduler refuses app changes, and says why.
+    let other = tempfile::tempdir().unwrap();
+    let config = other.path().join("cairn.toml");
+    std::fs::write(&config, "[apps]\nenabled = false\n").unwrap();
+    let bare = Dev::start_with(other.path(), Some(&config), cairn_tests::free_port());
+    let response = bare.graphql(
+        "mutation($d: JSON!) { createApp(definition: $d) { deploymentId } }",
+        json!({ "d": crash }),
+    );
+    assert_eq!(response["errors"][0]["extensions"]["code"], "VALIDATION");
+    assert!(
+        response["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[apps] enabled = false"),
+        "{response}"
+    );
+    bare.stop();
 }
