@@ -38,7 +38,7 @@ use crate::tasks::{assign, port_count, take_ports};
 pub const FRAMEWORK: &str = "cairn-apps";
 /// Most instances launched, and most killed, in one cycle: keeps each decision within the
 /// log's batch limit; the rest follow in the next cycle, at once.
-pub const PER_CYCLE: usize = 2_000;
+pub const PER_CYCLE: usize = 4_000;
 /// How long the framework refuses an agent whose offer it could not use while instances
 /// still wait (Mesos' default filter).
 pub const DECLINE_MILLIS: u64 = 5_000;

@@ -37,6 +37,10 @@ const ROUTE_BUFFER: usize = 4096;
 pub const MAX_KNOWN_TASKS: usize = 100_000;
 /// How often the runner looks for agents that went quiet.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Status posts waiting to be logged; agents posting beyond this wait (backpressure).
+const STATUS_POSTS: usize = 4096;
+/// Most status updates logged in one decision (one append).
+const STATUS_BATCH: usize = 5_000;
 /// How often the built-in schedulers run when nothing prompts them (backoffs running out,
 /// offers timing out); a change prompts a cycle at once.
 const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
@@ -125,6 +129,16 @@ struct Inner {
     generations: AtomicU64,
     /// Prompts a scheduling cycle (after a change that may need one).
     nudge: tokio::sync::Notify,
+    /// Agents' status posts, logged together (see `log_statuses`).
+    status_posts: mpsc::Sender<StatusPost>,
+}
+
+/// One agent's status post, waiting to be logged.
+#[derive(Debug)]
+struct StatusPost {
+    agent_id: AgentId,
+    updates: Vec<StatusUpdate>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Ack>>>,
 }
 
 #[derive(Debug, Default)]
@@ -157,21 +171,32 @@ impl Session {
     }
 }
 
-/// What a decision appends, as whom, and what it answers.
+/// What a decision appends (each event with who caused it) and what it answers.
 struct Decision<T> {
-    actor: Actor,
-    events: Vec<Event>,
+    entries: Vec<Entry>,
     out: T,
+}
+
+impl<T> Decision<T> {
+    /// `events`, all caused by `actor`, answering `out`.
+    fn new(actor: Actor, events: Vec<Event>, out: T) -> Self {
+        Self {
+            entries: events
+                .into_iter()
+                .map(|event| Entry {
+                    actor: actor.clone(),
+                    event,
+                })
+                .collect(),
+            out,
+        }
+    }
 }
 
 impl Decision<()> {
     /// A decision that only appends.
     fn to_log(actor: Actor, events: Vec<Event>) -> Self {
-        Self {
-            actor,
-            events,
-            out: (),
-        }
+        Self::new(actor, events, ())
     }
 }
 
@@ -184,6 +209,7 @@ impl Runner {
         config: RunnerConfig,
         stop: CancellationToken,
     ) -> Self {
+        let (status_posts, posted) = mpsc::channel(STATUS_POSTS);
         let runner = Self {
             inner: Arc::new(Inner {
                 log,
@@ -194,8 +220,10 @@ impl Runner {
                 sessions: Mutex::new(Sessions::default()),
                 generations: AtomicU64::new(1),
                 nudge: tokio::sync::Notify::new(),
+                status_posts,
             }),
         };
+        tokio::spawn(runner.clone().log_statuses(posted, stop.clone()));
         tokio::spawn(runner.clone().schedule(stop.clone()));
         tokio::spawn(runner.clone().route(stop.clone()));
         tokio::spawn(runner.clone().watch_agents(stop));
@@ -239,18 +267,10 @@ impl Runner {
             let view = self.inner.projector.current().await;
             decide(&view)?
         };
-        if decision.events.is_empty() {
+        if decision.entries.is_empty() {
             return Ok((None, decision.out));
         }
-        let entries = decision
-            .events
-            .into_iter()
-            .map(|event| Entry {
-                actor: decision.actor.clone(),
-                event,
-            })
-            .collect();
-        let appended = self.inner.log.append_as_leader(entries).await?;
+        let appended = self.inner.log.append_as_leader(decision.entries).await?;
         self.inner.projector.wait_for(appended.last.get()).await?;
         Ok((Some(appended), decision.out))
     }
@@ -285,16 +305,11 @@ impl Runner {
                     registration.agent_id.clone(),
                     Session::new(generation, request.tasks.clone()),
                 );
-                Ok(Decision {
-                    actor: Actor {
-                        principal: Principal::Agent {
-                            agent_id: registration.agent_id.clone(),
-                        },
-                        origin: None,
-                    },
-                    events: registration.events,
-                    out: registration.agent_id,
-                })
+                Ok(Decision::new(
+                    agent_actor(&registration.agent_id),
+                    registration.events,
+                    registration.agent_id,
+                ))
             })
             .await?;
         let appended = appended.expect("a registration is always logged");
@@ -462,56 +477,126 @@ impl Runner {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let (appended, outcomes) = self
-            .write(|state| {
-                if !state.cluster.agents.contains_key(&agent_id) {
-                    return Err(Error::NotFound(format!("agent {agent_id} is unknown")));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let post = StatusPost {
+            agent_id,
+            updates,
+            reply,
+        };
+        // Closed only when the runner stops with the process.
+        let stopping = || Error::NotLeader { leader: None };
+        self.inner
+            .status_posts
+            .send(post)
+            .await
+            .map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())?
+    }
+
+    /// Logs agents' status posts: every post waiting when a decision starts goes into it, so
+    /// that many agents' updates cost one append (one fsync, one Raft round) rather than one
+    /// each. Each post is answered with the offsets of its own updates.
+    async fn log_statuses(self, mut posts: mpsc::Receiver<StatusPost>, stop: CancellationToken) {
+        // A post from an agent already in the batch waits for the next one: its updates are
+        // judged on a state that holds the earlier post's.
+        let mut next: Option<StatusPost> = None;
+        loop {
+            let first = match next.take() {
+                Some(post) => post,
+                None => tokio::select! {
+                    post = posts.recv() => match post {
+                        Some(post) => post,
+                        None => return,
+                    },
+                    () = stop.cancelled() => return,
+                },
+            };
+            let mut batch = vec![first];
+            let mut updates = batch[0].updates.len();
+            while updates < STATUS_BATCH {
+                let Ok(post) = posts.try_recv() else { break };
+                if batch.iter().any(|p| p.agent_id == post.agent_id) {
+                    next = Some(post);
+                    break;
                 }
-                let outcomes = agents::statuses(state, &agent_id, &updates);
-                let events = outcomes
-                    .iter()
-                    .filter_map(|o| match o {
-                        StatusOutcome::Log(event) => Some((**event).clone()),
+                updates += post.updates.len();
+                batch.push(post);
+            }
+            let result = self
+                .write(|state| {
+                    let mut entries = Vec::new();
+                    let judged: Vec<Option<Vec<StatusOutcome>>> = batch
+                        .iter()
+                        .map(|post| {
+                            state.cluster.agents.contains_key(&post.agent_id).then(|| {
+                                let outcomes =
+                                    agents::statuses(state, &post.agent_id, &post.updates);
+                                let actor = agent_actor(&post.agent_id);
+                                entries.extend(outcomes.iter().filter_map(|o| match o {
+                                    StatusOutcome::Log(event) => Some(Entry {
+                                        actor: actor.clone(),
+                                        event: (**event).clone(),
+                                    }),
+                                    _ => None,
+                                }));
+                                outcomes
+                            })
+                        })
+                        .collect();
+                    Ok(Decision {
+                        entries,
+                        out: judged,
+                    })
+                })
+                .await;
+            let (appended, judged) = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    let leader = match &e {
+                        Error::NotLeader { leader } => leader.clone(),
                         _ => None,
+                    };
+                    warn!(error = %e, posts = batch.len(), "cannot log status updates; agents will retry");
+                    for post in batch {
+                        let _ = post.reply.send(Err(Error::NotLeader {
+                            leader: leader.clone(),
+                        }));
+                    }
+                    continue;
+                }
+            };
+            if appended.is_some() {
+                self.inner.nudge.notify_one();
+            }
+            let mut offset = appended.map_or(0, |a| a.first.get());
+            for (post, outcomes) in batch.into_iter().zip(judged) {
+                let Some(outcomes) = outcomes else {
+                    let unknown = format!("agent {} is unknown", post.agent_id);
+                    let _ = post.reply.send(Err(Error::NotFound(unknown)));
+                    continue;
+                };
+                let acks = post
+                    .updates
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(update, outcome)| Ack {
+                        uuid: update.uuid.clone(),
+                        offset: match outcome {
+                            StatusOutcome::Log(_) => {
+                                offset += 1;
+                                offset - 1
+                            }
+                            StatusOutcome::Logged(at) => at,
+                            StatusOutcome::Dropped(why) => {
+                                warn!(agent_id = %post.agent_id, task_id = %update.task_id, %why, "status update dropped");
+                                0
+                            }
+                        },
                     })
                     .collect();
-                Ok(Decision {
-                    actor: Actor {
-                        principal: Principal::Agent {
-                            agent_id: agent_id.clone(),
-                        },
-                        origin: None,
-                    },
-                    events,
-                    out: outcomes,
-                })
-            })
-            .await?;
-        if appended.is_some() {
-            self.inner.nudge.notify_one();
+                let _ = post.reply.send(Ok(acks));
+            }
         }
-        let mut next = appended.map_or(0, |a| a.first.get());
-        Ok(updates
-            .iter()
-            .zip(outcomes)
-            .map(|(update, outcome)| {
-                let offset = match outcome {
-                    StatusOutcome::Log(_) => {
-                        next += 1;
-                        next - 1
-                    }
-                    StatusOutcome::Logged(offset) => offset,
-                    StatusOutcome::Dropped(why) => {
-                        warn!(%agent_id, task_id = %update.task_id, %why, "status update dropped");
-                        0
-                    }
-                };
-                Ack {
-                    uuid: update.uuid.clone(),
-                    offset,
-                }
-            })
-            .collect())
     }
 
     /// Places and launches a one-off task; returns its id and the offset of its launch.
@@ -695,11 +780,7 @@ impl Runner {
         let (_, deployment) = self
             .write(|state| {
                 let change = decide(state)?;
-                Ok(Decision {
-                    actor,
-                    events: change.events,
-                    out: change.deployment,
-                })
+                Ok(Decision::new(actor, change.events, change.deployment))
             })
             .await?;
         self.inner.nudge.notify_one();
@@ -814,11 +895,7 @@ impl Runner {
             let (_, again) = self
                 .write(|state| {
                     let cycle = apps::decide(state, now, &tasks);
-                    Ok(Decision {
-                        actor: scheduler("apps"),
-                        events: cycle.events,
-                        out: cycle.again,
-                    })
+                    Ok(Decision::new(scheduler("apps"), cycle.events, cycle.again))
                 })
                 .await?;
             if !again {
@@ -964,6 +1041,15 @@ impl Runner {
 #[allow(clippy::disallowed_methods)]
 fn mint() -> u64 {
     rand::random()
+}
+
+fn agent_actor(agent_id: &AgentId) -> Actor {
+    Actor {
+        principal: Principal::Agent {
+            agent_id: agent_id.clone(),
+        },
+        origin: None,
+    }
 }
 
 /// A new deployment's id, shaped like Marathon's (a UUID).

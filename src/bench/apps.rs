@@ -1,4 +1,5 @@
-//! `cairn bench apps`: the apps scheduler over simulated agents, in memory. Apps are created
+//! `cairn bench apps`: the apps scheduler over simulated agents. First end to end (see
+//! [`end_to_end`]); then the deciders alone, in memory: apps are created
 //! (every other one with a `hostname UNIQUE` constraint, every fourth spread `GROUP_BY` rack),
 //! then scheduling cycles run as the leader runs them — the allocator's offers folded in, the
 //! apps decider's launches folded in — until every instance is placed. Times the deciders
@@ -6,18 +7,28 @@
 //! nothing to do, and the memory the apps and their instances take in the projections.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_log::engine::SystemClock;
 use cairn_log::event::{
-    AppId, AppSpec, Backoff, CommandSpec, DeploymentId, Event, PortDefinition, UpgradeStrategy,
+    Actor, AgentId, AppId, AppSpec, Backoff, CommandSpec, DeploymentId, Event, PortDefinition,
+    TaskState, Timestamp, UpgradeStrategy,
 };
+use cairn_log::protocol::{Command, Envelope, Register, StatusUpdate, MAX_UPDATES_PER_POST};
+use cairn_projections::live::{Projector, ProjectorConfig};
 use cairn_scheduler::allocator::{allocate, AllocatorConfig};
 use cairn_scheduler::apps::{decide, ensure_framework};
 use cairn_scheduler::deployments::{put, Put, MAX_APPS_PER_CHANGE};
+use cairn_scheduler::{Runner, RunnerConfig};
 use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::allocator::{agent, Folded};
-use super::{machine, rss_kib};
+use super::{machine, open, rss_kib};
 
 fn spec(i: usize, instances: u32) -> anyhow::Result<AppSpec> {
     let constraints = match i % 4 {
@@ -154,4 +165,172 @@ pub fn bench(agents: usize, apps: usize, instances: u32) -> anyhow::Result<()> {
         serde_json::to_vec(&cluster.state)?.len() as f64 / (1 << 20) as f64,
     );
     Ok(())
+}
+
+/// The whole master path with in-process fake agents: `agents` register with a real runner
+/// over a real (single-node, fsynced) log, follow their command streams, and answer every
+/// launch at once with `TASK_RUNNING`. An app goes from 0 to `instances`; the figure is how
+/// fast instances are placed (logged `TaskLaunched`) and running, and what the master's
+/// memory grows by.
+pub async fn end_to_end(dir: &Path, agents: usize, instances: u32) -> anyhow::Result<()> {
+    println!("machine: {}", machine());
+    let log = open(&dir.join("log")).await?;
+    let projector =
+        Projector::start(log.clone(), ProjectorConfig::new(dir.join("checkpoints"))).await?;
+    let config = RunnerConfig {
+        // Fake agents answer pings; nothing here may be lost while the benchmark runs.
+        agent_timeout: Duration::from_secs(86_400),
+        reconnect_grace: Duration::from_secs(86_400),
+        ..RunnerConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let runner = Runner::start(
+        log.clone(),
+        projector.clone(),
+        Arc::new(SystemClock),
+        config,
+        stop.clone(),
+    );
+    let started = Instant::now();
+    let mut registering = tokio::task::JoinSet::new();
+    // Running updates the master has logged (acknowledged with an offset).
+    let running_logged = Arc::new(AtomicU64::new(0));
+    for a in 0..agents {
+        let (runner, term) = (runner.clone(), log.term());
+        let logged = running_logged.clone();
+        registering.spawn(async move {
+            let Event::AgentRegistered(agent) = agent(a)? else {
+                unreachable!("agent() registers")
+            };
+            let registered = runner
+                .register(Register {
+                    agent_id: None,
+                    hostname: agent.hostname,
+                    address: agent.address,
+                    resources: agent.resources,
+                    attributes: agent.attributes,
+                    version: "bench".into(),
+                    tasks: Vec::new(),
+                    term,
+                })
+                .await?;
+            let commands = runner.commands(registered.agent_id.clone()).await?;
+            tokio::spawn(fake_agent(runner, registered.agent_id, commands, logged));
+            Ok::<(), anyhow::Error>(())
+        });
+    }
+    while let Some(done) = registering.join_next().await {
+        done??;
+    }
+    println!(
+        "{agents} fake agents registered in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let actor = Actor::system();
+    let app = spec(2, 0)?;
+    let app_id = app.id.clone();
+    runner
+        .put_apps(actor.clone(), vec![app], Put::Create, false)
+        .await?;
+    let rss_before = rss_kib(std::process::id());
+    let started = Instant::now();
+    // Forced: the creation's (empty) deployment may not have been seen to finish yet.
+    runner
+        .scale_app(actor, app_id.clone(), instances, true)
+        .await?;
+    let (mut placed_at, mut running_at) = (None, None);
+    // Watching costs next to nothing: a count in the projections, and the agents' counter.
+    while running_at.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1_800),
+            "not all running after 30 minutes"
+        );
+        if placed_at.is_none() {
+            let state = projector.current().await;
+            let placed = state
+                .apps
+                .apps
+                .get(&app_id)
+                .map_or(0, |a| a.instances.len());
+            if placed == instances as usize {
+                placed_at = Some(started.elapsed());
+            }
+        }
+        if running_logged.load(Ordering::Relaxed) == u64::from(instances) {
+            running_at = Some(started.elapsed());
+        }
+    }
+    let (placed, running) = (
+        placed_at.expect("placed before running"),
+        running_at.expect("the loop ends on it"),
+    );
+    let rss_after = rss_kib(std::process::id());
+    println!(
+        "0 → {instances} instances over {agents} agents: all placed in {:.2} s ({:.0} placements/s), \
+         all running in {:.2} s ({:.0}/s); log head {}",
+        placed.as_secs_f64(),
+        f64::from(instances) / placed.as_secs_f64(),
+        running.as_secs_f64(),
+        f64::from(instances) / running.as_secs_f64(),
+        log.head(),
+    );
+    println!(
+        "master memory: +{:.1} MiB for {instances} running tasks ({:.1} MiB per 100,000)",
+        rss_after.saturating_sub(rss_before) as f64 / 1024.0,
+        rss_after.saturating_sub(rss_before) as f64 / 1024.0 * 100_000.0 / f64::from(instances),
+    );
+    stop.cancel();
+    log.close().await;
+    Ok(())
+}
+
+/// An agent that does nothing but say yes: every launch is running at once (posted in
+/// batches, as a real agent posts what it has), every ping is answered with a heartbeat.
+async fn fake_agent(
+    runner: Runner,
+    agent_id: AgentId,
+    mut commands: mpsc::Receiver<Envelope>,
+    logged: Arc<AtomicU64>,
+) {
+    let mut seq = 0u64;
+    while let Some(first) = commands.recv().await {
+        let mut launched = Vec::new();
+        let mut next = Some(first);
+        while let Some(envelope) = next.take() {
+            match envelope.command {
+                Command::Launch(launch) => launched.push(launch.task_id),
+                Command::Ping => {
+                    let _ = runner.heartbeat(&agent_id);
+                }
+                Command::Kill(_) => {}
+            }
+            next = commands.try_recv().ok();
+        }
+        for chunk in launched.chunks(MAX_UPDATES_PER_POST) {
+            let updates = chunk
+                .iter()
+                .map(|task_id| {
+                    seq += 1;
+                    StatusUpdate {
+                        uuid: format!("{agent_id}-{seq}"),
+                        task_id: task_id.clone(),
+                        state: TaskState::Running,
+                        reason: None,
+                        message: None,
+                        healthy: None,
+                        at: Timestamp::default(),
+                    }
+                })
+                .collect();
+            match runner.statuses(agent_id.clone(), updates).await {
+                Ok(acks) => {
+                    let n = acks.iter().filter(|a| a.offset > 0).count();
+                    logged.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+        }
+    }
 }

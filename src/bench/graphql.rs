@@ -42,6 +42,8 @@ pub async fn bench(
     let quiet = cairn_scheduler::RunnerConfig {
         agent_timeout: std::time::Duration::from_secs(86_400),
         reconnect_grace: std::time::Duration::from_secs(86_400),
+        // Nor schedule the synthetic apps on them: the state must stay as loaded.
+        apps: false,
         ..cairn_scheduler::RunnerConfig::default()
     };
     let runner = cairn_scheduler::Runner::start(

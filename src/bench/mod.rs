@@ -107,11 +107,18 @@ pub enum BenchCommand {
     /// The apps scheduler with simulated agents (in memory): placements per second from
     /// offers, the cost of an idle cycle, and memory per app.
     Apps {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
         #[arg(long, default_value_t = 10_000)]
         agents: usize,
+        /// One app scaled from 0 to this many instances, end to end.
+        #[arg(long, default_value_t = 100_000)]
+        scale_to: u32,
+        /// Apps for the deciders alone, in memory.
         #[arg(long, default_value_t = 1_000)]
         apps: usize,
-        /// Instances per app.
+        /// Instances per app, for the deciders alone.
         #[arg(long, default_value_t = 10)]
         instances: u32,
     },
@@ -149,12 +156,21 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         BenchCommand::Apps {
+            dir,
             agents,
+            scale_to,
             apps,
             instances,
         } => {
-            apps::bench(agents.max(1), apps.max(1), instances)?;
-            return Ok(ExitCode::SUCCESS);
+            let d = dir.clone();
+            let agents = agents.max(1);
+            (
+                dir,
+                Box::pin(async move {
+                    apps::end_to_end(&d, agents, scale_to).await?;
+                    apps::bench(agents, apps.max(1), instances)
+                }),
+            )
         }
         BenchCommand::Log {
             dir,

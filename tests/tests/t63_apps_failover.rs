@@ -1,6 +1,7 @@
-//! Three masters, two agents: the leader is killed (SIGKILL) in the middle of a rolling
-//! upgrade, and the new leader continues it from the log alone: no instance launched twice,
-//! never fewer healthy instances than the upgrade strategy allows, and the upgrade finishes.
+//! Three masters, two agents, two apps: the leader is killed (SIGKILL) in the middle of one
+//! app's rolling upgrade, and the new leader continues it from the log alone: no instance
+//! launched twice, never fewer healthy instances than the upgrade strategy allows, the other
+//! app untouched, and the upgrade finishes.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -37,6 +38,15 @@ fn app(addr: &str) -> Value {
         "{ app(id: \"/svc\") { version tasksHealthy tasks { id agentId state healthy version } deployments { id } } }",
         Value::Null,
     )["app"]
+        .clone()
+}
+
+fn steady(addr: &str) -> Value {
+    graphql(
+        addr,
+        "{ app(id: \"/steady\") { tasks { id state } } }",
+        Value::Null,
+    )["app"]["tasks"]
         .clone()
 }
 
@@ -91,6 +101,29 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
         let first = String::from_utf8(out.stdout).unwrap();
         serde_json::from_str::<Value>(first.lines().next().unwrap()).unwrap()
     };
+    // A second app that nothing changes.
+    let file = flags.path().join("steady.json");
+    let other =
+        json!({"id": "/steady", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16, "instances": 2});
+    std::fs::write(&file, other.to_string()).unwrap();
+    let out = cairn(
+        &masters,
+        &[
+            "app",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steady_before = steady(&masters[leader(&m)]);
     apply("v1.json", "true".into(), true);
     let v1 = app(&masters[leader(&m)]);
     assert_eq!(v1["tasksHealthy"], 4, "{v1}");
@@ -177,7 +210,8 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
             least = least.min(healthy.len());
         }
     }
-    assert_eq!(launched, 8, "every instance launched once");
+    assert_eq!(launched, 2 + 4 + 4, "every instance launched once");
+    assert_eq!(steady(&addr), steady_before, "the other app untouched");
     assert_eq!(least, 2, "minimumHealthCapacity held through the failover");
 
     // The old leader comes back and holds the same state.
@@ -188,13 +222,15 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     assert_eq!(app(&m.addr(old))["tasks"], done["tasks"]);
 
     // Tasks outlive their agents: the app goes before the cluster does.
-    let out = cairn(
-        &masters,
-        &["app", "delete", "svc", "--wait", "--timeout", "60"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for id in ["steady", "svc"] {
+        let out = cairn(
+            &masters,
+            &["app", "delete", id, "--wait", "--timeout", "60"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
