@@ -184,22 +184,13 @@ pub fn restart(
 ) -> Result<Change, Refusal> {
     let app = existing(state, app_id)?;
     let version = next_version(state, [app_id], now);
-    let events = vec![Event::AppUpdated(AppUpdated {
+    let event = Event::AppUpdated(AppUpdated {
         app_id: app_id.clone(),
         version,
         spec: app.spec.clone(),
-    })];
-    let actions = BTreeMap::from([(app_id.clone(), DeploymentActionKind::RestartApplication)]);
-    let levels = BTreeMap::from([(app_id.clone(), 0)]);
-    deploy(
-        state,
-        events,
-        actions,
-        levels,
-        version,
-        deployment_id,
-        force,
-    )
+    });
+    let action = DeploymentActionKind::RestartApplication;
+    deploy_one(state, app_id, event, action, version, deployment_id, force)
 }
 
 /// Deletes an app; its instances are killed.
@@ -222,14 +213,28 @@ pub fn delete(
         )));
     }
     let version = next_version(state, [app_id], now);
-    let events = vec![Event::AppDeleted(AppDeleted {
+    let event = Event::AppDeleted(AppDeleted {
         app_id: app_id.clone(),
-    })];
-    let actions = BTreeMap::from([(app_id.clone(), DeploymentActionKind::StopApplication)]);
+    });
+    let action = DeploymentActionKind::StopApplication;
+    deploy_one(state, app_id, event, action, version, deployment_id, force)
+}
+
+/// [`deploy`] of one event about one app, in one step.
+fn deploy_one(
+    state: &State,
+    app_id: &AppId,
+    event: Event,
+    action: DeploymentActionKind,
+    version: Timestamp,
+    deployment_id: DeploymentId,
+    force: bool,
+) -> Result<Change, Refusal> {
+    let actions = BTreeMap::from([(app_id.clone(), action)]);
     let levels = BTreeMap::from([(app_id.clone(), 0)]);
     deploy(
         state,
-        events,
+        vec![event],
         actions,
         levels,
         version,

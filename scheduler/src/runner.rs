@@ -659,9 +659,8 @@ impl Runner {
         mode: Put,
         force: bool,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
-        let now = self.inner.clock.now();
-        self.change(actor, |state| {
-            deployments::put(state, specs, mode, now, deployment_id(), force)
+        self.change(actor, |state, now, id| {
+            deployments::put(state, specs, mode, now, id, force)
         })
         .await
     }
@@ -674,9 +673,8 @@ impl Runner {
         instances: u32,
         force: bool,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
-        let now = self.inner.clock.now();
-        self.change(actor, |state| {
-            deployments::scale(state, &app_id, instances, now, deployment_id(), force)
+        self.change(actor, |state, now, id| {
+            deployments::scale(state, &app_id, instances, now, id, force)
         })
         .await
     }
@@ -688,9 +686,8 @@ impl Runner {
         app_id: AppId,
         force: bool,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
-        let now = self.inner.clock.now();
-        self.change(actor, |state| {
-            deployments::restart(state, &app_id, now, deployment_id(), force)
+        self.change(actor, |state, now, id| {
+            deployments::restart(state, &app_id, now, id, force)
         })
         .await
     }
@@ -702,9 +699,8 @@ impl Runner {
         app_id: AppId,
         force: bool,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
-        let now = self.inner.clock.now();
-        self.change(actor, |state| {
-            deployments::delete(state, &app_id, now, deployment_id(), force)
+        self.change(actor, |state, now, id| {
+            deployments::delete(state, &app_id, now, id, force)
         })
         .await
     }
@@ -754,23 +750,24 @@ impl Runner {
                 };
                 previous.insert(app_id.clone(), before);
             }
-            Some((previous, deployment_id()))
+            Some(previous)
         } else {
             None
         };
-        let now = self.inner.clock.now();
-        self.change(actor, |state| {
-            deployments::cancel(state, &deployment, previous, now)
+        self.change(actor, |state, now, id| {
+            deployments::cancel(state, &deployment, previous.map(|p| (p, id)), now)
         })
         .await
     }
 
-    /// Appends a change to apps and prompts the scheduler to carry it out.
+    /// Appends a change to apps, decided at this master's time with a new deployment id,
+    /// and prompts the scheduler to carry it out.
     async fn change(
         &self,
         actor: Actor,
-        decide: impl FnOnce(&State) -> std::result::Result<Change, Refusal>,
+        decide: impl FnOnce(&State, Timestamp, DeploymentId) -> std::result::Result<Change, Refusal>,
     ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        let now = self.inner.clock.now();
         if !self.inner.config.apps {
             return Err(Error::Invalid(
                 "the built-in apps scheduler is disabled on this cluster ([apps] enabled = false)"
@@ -779,7 +776,7 @@ impl Runner {
         }
         let (_, deployment) = self
             .write(|state| {
-                let change = decide(state)?;
+                let change = decide(state, now, deployment_id())?;
                 Ok(Decision::new(actor, change.events, change.deployment))
             })
             .await?;

@@ -156,6 +156,19 @@ impl Masters {
             .flatten()
     }
 
+    /// Waits (up to a minute) until a running member says it leads; its index.
+    pub fn wait_for_leader(&self) -> usize {
+        let mut leader = None;
+        wait_until("a leader", Duration::from_secs(60), || {
+            let live: Vec<usize> = (0..self.ports.len())
+                .filter(|i| self.is_running(*i))
+                .collect();
+            leader = self.leader_among(&live);
+            leader.is_some()
+        });
+        leader.expect("waited for it")
+    }
+
     /// The live member that says it leads, among `among`.
     pub fn leader_among(&self, among: &[usize]) -> Option<usize> {
         among

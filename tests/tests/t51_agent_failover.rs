@@ -13,16 +13,6 @@ use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn leader(m: &Masters) -> usize {
-    let mut leader = None;
-    wait_until("a leader", MINUTE, || {
-        let live: Vec<usize> = (0..m.ports.len()).filter(|i| m.is_running(*i)).collect();
-        leader = m.leader_among(&live);
-        leader.is_some()
-    });
-    leader.expect("waited for it")
-}
-
 fn state(addr: &str) -> Value {
     let (status, body) =
         cairn_tests::http_to(addr, "GET", "/v1/state", "", Duration::from_secs(30)).unwrap();
@@ -43,7 +33,7 @@ fn status_updates_survive_leader_and_agent_kills() {
     for i in 0..3 {
         m.start(i, 3);
     }
-    leader(&m);
+    m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut agent = Agent::start(&masters, dir.path(), &["--cpus", "8", "--mem", "4096"]);
@@ -59,9 +49,9 @@ fn status_updates_survive_leader_and_agent_kills() {
         }
         // The leader dies at a random moment while tasks start and end, and comes back.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..800)));
-        let old = leader(&m);
+        let old = m.wait_for_leader();
         m.kill(old);
-        leader(&m);
+        m.wait_for_leader();
         m.start(old, 3);
         // Then the agent, at another random moment.
         std::thread::sleep(Duration::from_millis(rng.random_range(0..800)));
@@ -71,7 +61,7 @@ fn status_updates_survive_leader_and_agent_kills() {
     }
 
     for id in &ids {
-        let addr = m.addr(leader(&m));
+        let addr = m.addr(m.wait_for_leader());
         let done = wait_for_state(&addr, id, "TASK_FINISHED", MINUTE);
         assert_eq!(
             states(&done),
@@ -84,7 +74,7 @@ fn status_updates_survive_leader_and_agent_kills() {
             "task {id}: every update once, in order"
         );
     }
-    let addr = m.addr(leader(&m));
+    let addr = m.addr(m.wait_for_leader());
     let state = state(&addr);
     assert_eq!(state["anomalies"]["count"], 0, "{}", state["anomalies"]);
     assert_eq!(
@@ -99,7 +89,7 @@ fn impatient_master() -> (Masters, Vec<String>, tempfile::TempDir) {
     let mut m = Masters::on_loopback(1)
         .with_config("[agents]\ntimeout-secs = 2\nreconnect-grace-secs = 1\n");
     m.start(0, 1);
-    leader(&m);
+    m.wait_for_leader();
     let masters = vec![m.addr(0)];
     (m, masters, tempfile::tempdir().unwrap())
 }
@@ -155,7 +145,7 @@ fn a_silent_agent_is_lost_and_reconciled_when_it_returns() {
 fn sandboxes_of_ended_tasks_are_collected_oldest_first() {
     let mut m = Masters::on_loopback(1);
     m.start(0, 1);
-    leader(&m);
+    m.wait_for_leader();
     let masters = vec![m.addr(0)];
     let dir = tempfile::tempdir().unwrap();
     let _agent = Agent::start(&masters, dir.path(), &["--sandboxes-kept", "2"]);

@@ -12,16 +12,6 @@ use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn leader(m: &Masters) -> usize {
-    let mut leader = None;
-    wait_until("a leader", MINUTE, || {
-        let live: Vec<usize> = (0..m.ports.len()).filter(|i| m.is_running(*i)).collect();
-        leader = m.leader_among(&live);
-        leader.is_some()
-    });
-    leader.expect("waited for it")
-}
-
 fn graphql(addr: &str, query: &str, variables: Value) -> Value {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let (status, body) =
@@ -56,7 +46,7 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     for i in 0..3 {
         m.start(i, 3);
     }
-    leader(&m);
+    m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let _agents: Vec<Agent> = dirs
@@ -123,9 +113,9 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let steady_before = steady(&masters[leader(&m)]);
+    let steady_before = steady(&masters[m.wait_for_leader()]);
     apply("v1.json", "true".into(), true);
-    let v1 = app(&masters[leader(&m)]);
+    let v1 = app(&masters[m.wait_for_leader()]);
     assert_eq!(v1["tasksHealthy"], 4, "{v1}");
     // Spread over both agents.
     let agents_used: BTreeSet<String> = v1["tasks"]
@@ -142,7 +132,7 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     let version = started["version"].as_str().unwrap().to_owned();
     let deployment = started["deploymentId"].as_str().unwrap().to_owned();
     wait_until("two new instances running", MINUTE, || {
-        let now = app(&masters[leader(&m)]);
+        let now = app(&masters[m.wait_for_leader()]);
         now["tasks"]
             .as_array()
             .unwrap()
@@ -153,9 +143,9 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     });
 
     // The leader dies mid-upgrade; another takes over and the agents follow it.
-    let old = leader(&m);
+    let old = m.wait_for_leader();
     m.kill(old);
-    let new = leader(&m);
+    let new = m.wait_for_leader();
     let addr = m.addr(new);
     let held = app(&addr);
     assert_eq!(held["deployments"][0]["id"], deployment.as_str(), "{held}");
@@ -164,10 +154,10 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     // The new instances pass their checks: the new leader finishes the upgrade.
     std::fs::write(&go, "").unwrap();
     wait_until("the upgrade to finish on the new leader", MINUTE, || {
-        let now = app(&m.addr(leader(&m)));
+        let now = app(&m.addr(m.wait_for_leader()));
         now["deployments"].as_array().is_some_and(|d| d.is_empty())
     });
-    let addr = m.addr(leader(&m));
+    let addr = m.addr(m.wait_for_leader());
     let done = app(&addr);
     let tasks = done["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 4, "{done}");
