@@ -209,7 +209,7 @@ fn app_id(id: &str) -> String {
     format!("/{}", id.trim_matches('/'))
 }
 
-fn read_definition(file: &Path) -> anyhow::Result<Value> {
+pub(crate) fn read_definition(file: &Path) -> anyhow::Result<Value> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;

@@ -34,6 +34,10 @@
 //! [apps]
 //! enabled = true               # run the built-in apps scheduler (Marathon); false leaves
 //!                              # offers to external frameworks and refuses app changes
+//!
+//! [jobs]
+//! enabled = true               # run the built-in jobs scheduler (Chronos); false refuses
+//!                              # job changes
 //! ```
 
 use std::net::SocketAddr;
@@ -125,6 +129,20 @@ impl Default for AppsSection {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobsSection {
+    pub enabled: bool,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            enabled: RunnerConfig::default().jobs,
+        }
+    }
+}
+
 impl Default for AgentsSection {
     fn default() -> Self {
         let d = RunnerConfig::default();
@@ -149,6 +167,7 @@ pub struct MasterConfig {
     pub projections: ProjectionsSection,
     pub agents: AgentsSection,
     pub apps: AppsSection,
+    pub jobs: JobsSection,
 }
 
 impl Default for MasterConfig {
@@ -164,6 +183,7 @@ impl Default for MasterConfig {
             projections: ProjectionsSection::default(),
             agents: AgentsSection::default(),
             apps: AppsSection::default(),
+            jobs: JobsSection::default(),
         }
     }
 }
@@ -356,6 +376,7 @@ impl MasterConfig {
             agent_timeout: std::time::Duration::from_secs(self.agents.timeout_secs),
             reconnect_grace: std::time::Duration::from_secs(self.agents.reconnect_grace_secs),
             apps: self.apps.enabled,
+            jobs: self.jobs.enabled,
             ..RunnerConfig::default()
         }
     }

@@ -8,6 +8,7 @@ mod app_cmd;
 mod bench;
 mod cluster_cmd;
 mod config;
+mod job_cmd;
 mod log_cmd;
 mod master;
 mod query_cmd;
@@ -45,10 +46,15 @@ enum Command {
         #[command(subcommand)]
         command: cluster_cmd::ClusterCommand,
     },
-    /// Marathon app definitions: check one (the apps scheduler adds apply, scale, restart…).
+    /// Long-running apps (Marathon definitions): apply, scale, restart, roll back, inspect.
     App {
         #[command(subcommand)]
         command: app_cmd::AppCommand,
+    },
+    /// Scheduled and dependent jobs (Chronos definitions): apply, run, inspect runs and logs.
+    Job {
+        #[command(subcommand)]
+        command: job_cmd::JobCommand,
     },
     /// Run, kill and inspect one-off tasks, and read their logs.
     Task {
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Executor { sandbox } => Ok(agent_cmd::executor(sandbox)),
         Command::Cluster { command } => cluster_cmd::main(command),
         Command::App { command } => app_cmd::main(command),
+        Command::Job { command } => job_cmd::main(command),
         Command::Task { command } => task_cmd::main(command),
         Command::Query(args) => query_cmd::query(args),
         Command::Events(args) => query_cmd::events(args),

@@ -319,7 +319,7 @@ async fn show(masters: &Masters, id: &str, output: Output) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn logs(
+pub(crate) async fn logs(
     masters: &Masters,
     id: &str,
     follow: bool,

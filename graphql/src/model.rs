@@ -779,6 +779,82 @@ impl Job {
     async fn disabled(&self) -> bool {
         self.get().spec.disabled
     }
+    /// The zone the schedule's days and months follow (UTC when null).
+    async fn schedule_time_zone(&self) -> Option<&str> {
+        self.get().spec.schedule_time_zone.as_deref()
+    }
+    async fn command(&self) -> &str {
+        &self.get().spec.command
+    }
+    async fn owner(&self) -> Option<&str> {
+        self.get().spec.owner.as_deref()
+    }
+    /// How late a run may still start, in seconds.
+    async fn epsilon_seconds(&self) -> u64 {
+        self.get().spec.epsilon_secs
+    }
+    /// Extra attempts after a failed one.
+    async fn retries(&self) -> u32 {
+        self.get().spec.retries
+    }
+    /// `skip`, `queue` or `allow`: what a due run does while an earlier one is active.
+    async fn concurrency(&self) -> String {
+        wire(&self.get().spec.concurrency())
+    }
+    /// The next `count` times the schedule is due (at most 100), from the first not yet dealt
+    /// with; empty for a dependent job or an ended schedule. A disabled job lists them too.
+    async fn next_due(&self, #[graphql(default = 5)] count: u32) -> Vec<String> {
+        let job = self.get();
+        let (Some(first), Some(schedule)) = (job.due, job.schedule()) else {
+            return Vec::new();
+        };
+        std::iter::successors(Some(first), |at| schedule.first_after(*at).map(|(_, t)| t))
+            .take(count.min(100) as usize)
+            .map(time)
+            .collect()
+    }
+    /// The job's runs still kept (active ones and the latest finished), newest first.
+    async fn history(&self, #[graphql(default = 20)] last: u32) -> Vec<Run> {
+        let mut runs: Vec<(&RunId, &cairn_projections::jobs::Run)> = self
+            .0
+            .jobs
+            .runs
+            .iter()
+            .filter(|(_, r)| r.job == self.1)
+            .collect();
+        runs.sort_by(|a, b| (b.1.triggered_at, b.0).cmp(&(a.1.triggered_at, a.0)));
+        runs.into_iter()
+            .take(last.min(500) as usize)
+            .map(|(id, _)| Run(self.0.clone(), id.clone()))
+            .collect()
+    }
+    /// How long the job's finished runs still kept took, from their first start to their
+    /// end.
+    async fn durations(&self) -> Durations {
+        let mut secs: Vec<f64> = self
+            .0
+            .jobs
+            .runs
+            .values()
+            .filter(|r| r.job == self.1)
+            .filter_map(|r| {
+                let start = r.attempts.iter().find_map(|a| a.started_at)?;
+                let end = r.finished_at?;
+                Some((end.as_micros() - start.as_micros()) as f64 / 1e6)
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize])
+        };
+        Durations {
+            count: secs.len() as u64,
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: secs.last().copied(),
+        }
+    }
     /// Jobs whose success this one waits for.
     async fn parents(&self) -> Vec<&str> {
         self.get().spec.parents.iter().map(|p| p.as_str()).collect()
@@ -832,6 +908,63 @@ impl Job {
                 reason: m.reason.clone(),
             })
             .collect()
+    }
+}
+
+/// Run durations in seconds (null without finished runs).
+#[derive(SimpleObject)]
+pub struct Durations {
+    count: u64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+}
+
+/// The jobs and the parent → child edges between them.
+#[derive(SimpleObject)]
+pub struct JobGraph {
+    pub jobs: Vec<Job>,
+    pub edges: Vec<Dependency>,
+    /// The graph in Graphviz' dot language (what Chronos' `/scheduler/graph/dot` serves).
+    pub dot: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Dependency {
+    pub parent: String,
+    pub child: String,
+}
+
+impl JobGraph {
+    pub fn of(view: &Arc<View>) -> Self {
+        let mut edges = Vec::new();
+        let mut dot = String::from("digraph G {\n");
+        for (name, job) in &view.jobs.jobs {
+            dot.push_str(&format!("  {:?};\n", name.as_str()));
+            for parent in &job.spec.parents {
+                dot.push_str(&format!(
+                    "  {:?} -> {:?};\n",
+                    parent.as_str(),
+                    name.as_str()
+                ));
+                edges.push(Dependency {
+                    parent: parent.to_string(),
+                    child: name.to_string(),
+                });
+            }
+        }
+        dot.push_str("}\n");
+        Self {
+            jobs: view
+                .jobs
+                .jobs
+                .keys()
+                .map(|name| Job(view.clone(), name.clone()))
+                .collect(),
+            edges,
+            dot,
+        }
     }
 }
 
@@ -889,7 +1022,7 @@ impl Run {
             })
             .collect()
     }
-    /// `succeeded`, `failed` or `killed`; null while it runs.
+    /// `succeeded`, `failed`, `killed` or `missed`; null while it runs.
     async fn outcome(&self) -> Option<String> {
         self.get().outcome.as_ref().map(wire)
     }
@@ -898,6 +1031,43 @@ impl Run {
     }
     async fn message(&self) -> Option<&str> {
         self.get().message.as_deref()
+    }
+    /// The task of the latest attempt that started (its agent, state and history).
+    async fn task(&self) -> Option<Task> {
+        let id = self.latest_task()?;
+        self.0
+            .tasks
+            .tasks
+            .contains_key(id)
+            .then(|| Task(self.0.clone(), id.clone()))
+    }
+    /// Where the latest attempt's stdout is read: the agent's sandbox file API (Mesos'
+    /// `/files/read`; add `&offset=…&length=…`). `stderrUrl` likewise.
+    async fn stdout_url(&self) -> Option<String> {
+        self.sandbox_url("stdout")
+    }
+    async fn stderr_url(&self) -> Option<String> {
+        self.sandbox_url("stderr")
+    }
+}
+
+impl Run {
+    fn latest_task(&self) -> Option<&TaskId> {
+        self.get()
+            .attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.task_id.as_ref())
+    }
+
+    fn sandbox_url(&self, file: &str) -> Option<String> {
+        let task_id = self.latest_task()?;
+        let task = self.0.tasks.tasks.get(task_id)?;
+        let agent = self.0.cluster.agents.get(&task.agent_id)?;
+        Some(format!(
+            "http://{}/files/read?path={task_id}/{file}",
+            agent.address
+        ))
     }
 }
 

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
 use cairn_log::event::{
     Actor, AppId, AppSpec, CommandSpec, ContainerSpec, DeploymentId, DockerNetwork,
-    DockerParameter, DockerSpec, PortMapping, Resources, TaskId, TaskSpec, Timestamp,
+    DockerParameter, DockerSpec, JobName, JobSpec, PortMapping, Resources, TaskId, TaskSpec,
+    Timestamp,
 };
 use cairn_scheduler::deployments::Put;
-use cairn_scheduler::marathon;
 use cairn_scheduler::tasks::TaskRequest;
+use cairn_scheduler::{chronos, marathon};
 use cairn_scheduler::{Error, Runner};
 
 use crate::model::Task;
@@ -242,6 +243,78 @@ impl Mutation {
 
     /// Launches a one-off task on the agent with the most room for it. Answers the task as
     /// just logged (`TASK_STAGING`); follow it with `task(id:)` or the `events` subscription.
+    /// Creates a job from a Chronos job definition (the body of `POST /scheduler/iso8601`
+    /// or `/scheduler/dependency`). Invalid: `VALIDATION` with every error at its path; an
+    /// unknown parent, a cycle of parents or a schedule that has ended: `VALIDATION`; an
+    /// existing name: `CONFLICT`. Returns the job's name.
+    async fn create_job(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+    ) -> async_graphql::Result<String> {
+        put_job(ctx, &definition.0, Put::Create).await?;
+        Ok(job_spec(&definition.0)?.name.to_string())
+    }
+
+    /// Replaces an existing job's definition; returns whether anything changed.
+    async fn update_job(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+    ) -> async_graphql::Result<bool> {
+        put_job(ctx, &definition.0, Put::Update).await
+    }
+
+    /// Creates or replaces a job (what Chronos' API does); returns whether anything changed.
+    async fn apply_job(
+        &self,
+        ctx: &Context<'_>,
+        definition: Json<serde_json::Value>,
+    ) -> async_graphql::Result<bool> {
+        put_job(ctx, &definition.0, Put::CreateOrUpdate).await
+    }
+
+    /// Runs a job now, whatever its schedule; returns the run's id.
+    async fn run_job(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<String> {
+        let runner = ctx.data_unchecked::<Runner>();
+        let run = runner
+            .run_job(actor(ctx), job_name(&name)?)
+            .await
+            .map_err(runner_error)?;
+        Ok(run.to_string())
+    }
+
+    /// Deletes a job and kills its active runs. `CONFLICT` while other jobs name it as a
+    /// parent.
+    async fn delete_job(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .delete_job(actor(ctx), job_name(&name)?)
+            .await
+            .map_err(runner_error)?;
+        Ok(true)
+    }
+
+    /// Stops a job's scheduled and dependent runs (manual runs still work).
+    async fn disable_job(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .set_job_disabled(actor(ctx), job_name(&name)?, true)
+            .await
+            .map_err(runner_error)?;
+        Ok(true)
+    }
+
+    /// Starts a disabled job's schedule again, from now.
+    async fn enable_job(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .set_job_disabled(actor(ctx), job_name(&name)?, false)
+            .await
+            .map_err(runner_error)?;
+        Ok(true)
+    }
+
     async fn launch_task(
         &self,
         ctx: &Context<'_>,
@@ -329,11 +402,38 @@ fn app_specs(definition: &serde_json::Value) -> async_graphql::Result<Vec<AppSpe
     if details.is_empty() {
         return Ok(specs);
     }
+    Err(invalid(&details))
+}
+
+/// `VALIDATION`, with every error and its path in `extensions.details`.
+fn invalid(details: &[marathon::Detail]) -> async_graphql::Error {
     use async_graphql::ErrorExtensions;
-    let details = serde_json::to_value(&details).unwrap_or_default();
+    let details = serde_json::to_value(details).unwrap_or_default();
     let details = async_graphql::Value::from_json(details).unwrap_or_default();
-    Err(error(Code::Validation, "Object is not valid")
-        .extend_with(move |_, e| e.set("details", details.clone())))
+    error(Code::Validation, "Object is not valid")
+        .extend_with(move |_, e| e.set("details", details.clone()))
+}
+
+/// A Chronos job definition, validated.
+fn job_spec(definition: &serde_json::Value) -> async_graphql::Result<JobSpec> {
+    chronos::parse_job(definition).map_err(|e| invalid(&e.details))
+}
+
+fn job_name(name: &str) -> async_graphql::Result<JobName> {
+    chronos::job_name(name).map_err(|e| error(Code::Validation, format!("name: {e}")))
+}
+
+async fn put_job(
+    ctx: &Context<'_>,
+    definition: &serde_json::Value,
+    mode: Put,
+) -> async_graphql::Result<bool> {
+    let spec = job_spec(definition)?;
+    let runner = ctx.data_unchecked::<Runner>();
+    runner
+        .put_job(actor(ctx), spec, mode)
+        .await
+        .map_err(runner_error)
 }
 
 /// Who is asking: the request's actor, which the HTTP layer sets.

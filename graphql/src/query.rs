@@ -212,6 +212,16 @@ impl Query {
         Ok(key(&view.jobs.jobs, &name).map(|k| Job(view.clone(), k)))
     }
 
+    /// Every job and the parent → child edges between them (also as Graphviz dot).
+    async fn job_graph(
+        &self,
+        ctx: &Context<'_>,
+        as_of: Option<AsOf>,
+    ) -> async_graphql::Result<model::JobGraph> {
+        let view = Views::get(ctx, as_of.as_ref()).await?;
+        Ok(model::JobGraph::of(&view))
+    }
+
     /// Active runs and the latest finished ones, in id order.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn runs(

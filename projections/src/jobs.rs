@@ -28,6 +28,20 @@ pub struct Job {
     pub last_success: Option<Timestamp>,
     pub last_error: Option<Timestamp>,
     pub last_run: Option<RunId>,
+    /// The latest successful run (dependent jobs name it as their cause).
+    pub last_success_run: Option<RunId>,
+    /// When the current schedule took effect: creation, a change of schedule or time zone,
+    /// or re-enabling. Occurrences before it were never due.
+    pub schedule_from: Timestamp,
+    /// The latest scheduled occurrence already dealt with (triggered or missed): the next
+    /// due one comes after it. Never moves back, so no occurrence is dealt with twice.
+    pub schedule_cursor: Option<Timestamp>,
+    /// The parents' time of the latest run this job's parents triggered.
+    pub parents_cursor: Option<Timestamp>,
+    /// The next scheduled occurrence not yet dealt with ([`Job::next_due`], kept so that a
+    /// cycle need not work it out for every job); `None` for a dependent job or an ended
+    /// schedule.
+    pub due: Option<Timestamp>,
     /// Runs triggered and not finished.
     pub active_runs: BTreeSet<RunId>,
     /// The latest runs that were due but could not start within epsilon, oldest first.
@@ -60,6 +74,28 @@ pub struct Attempt {
     pub started_at: Option<Timestamp>,
     /// Why the attempt before this one was retried.
     pub retry_reason: Option<String>,
+    /// Not launched before this time (the retry delay).
+    pub not_before: Option<Timestamp>,
+}
+
+impl Job {
+    /// The job's schedule, parsed; `None` for a dependent job (or one whose stored schedule no
+    /// longer parses, which validation prevents).
+    pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
+        let text = self.spec.schedule.as_deref()?;
+        crate::schedule::Schedule::parse(text, self.spec.schedule_time_zone.as_deref()).ok()
+    }
+
+    /// The next scheduled occurrence not yet dealt with: after the cursor, and not before the
+    /// schedule took effect. `None` for a dependent job or a finished schedule.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let schedule = self.schedule()?;
+        let after = match self.schedule_cursor {
+            Some(c) if c >= self.schedule_from => schedule.first_after(c),
+            _ => schedule.first_at_or_after(self.schedule_from),
+        };
+        after.map(|(_, at)| at)
+    }
 }
 
 impl Jobs {

@@ -6,7 +6,7 @@
 //! `State` at some M ≤ N) and records M+1..=N: checkpoints are a cache, never the truth.
 //!
 //! **Boundary.** The fold depends only on `cairn-log`'s vocabulary (`default-features = false`)
-//! and serde: never on storage, tokio or any API crate. Feature `live` adds [`live`]: the
+//! serde, and chrono with iso8601 for schedule arithmetic: never on storage, tokio or any API crate. Feature `live` adds [`live`]: the
 //! state a master serves, folded from a running log, with checkpoints on disk and time travel.
 //! It is the crate's only I/O and sits on top of the fold, never inside it.
 //!
@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod jobs;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod schedule;
 mod state;
 #[cfg(feature = "synth")]
 pub mod synth;

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_log::event::{Event, Principal, Resources, TaskOwner, TaskState, Timestamp};
+use cairn_log::event::{
+    Event, Principal, Resources, RunCause, RunId, RunOutcome, TaskOwner, TaskState, Timestamp,
+};
 use cairn_log::Record;
 use serde::{Deserialize, Serialize};
 
@@ -608,8 +610,17 @@ impl State {
                     last_success: None,
                     last_error: None,
                     last_run: None,
+                    last_success_run: None,
+                    schedule_from: at,
+                    schedule_cursor: None,
+                    parents_cursor: None,
+                    due: None,
                     active_runs: BTreeSet::new(),
                     missed: Vec::new(),
+                };
+                let job = Job {
+                    due: job.next_due(),
+                    ..job
                 };
                 if self.jobs.jobs.insert(e.job.clone(), job).is_some() {
                     self.anomaly(offset, format!("job {} created twice", e.job));
@@ -617,8 +628,15 @@ impl State {
             }
             Event::JobUpdated(e) => match self.jobs.jobs.get_mut(&e.job) {
                 Some(job) => {
+                    let rescheduled = job.spec.schedule != e.spec.schedule
+                        || job.spec.schedule_time_zone != e.spec.schedule_time_zone
+                        || (job.spec.disabled && !e.spec.disabled);
+                    if rescheduled {
+                        job.schedule_from = at;
+                    }
                     job.spec = e.spec.clone();
                     job.updated_at = at;
+                    job.due = job.next_due();
                 }
                 None => self.anomaly(offset, format!("update of unknown job {}", e.job)),
             },
@@ -641,6 +659,15 @@ impl State {
                     return self.anomaly(offset, what);
                 }
                 triggered.insert(e.scheduled_for, e.run_id.clone());
+                let cursor = match e.cause {
+                    RunCause::Schedule => &mut job.schedule_cursor,
+                    RunCause::Parents { .. } => &mut job.parents_cursor,
+                    RunCause::Manual => &mut None,
+                };
+                *cursor = (*cursor).max(Some(e.scheduled_for));
+                if e.cause == RunCause::Schedule {
+                    job.due = job.next_due();
+                }
                 job.last_run = Some(e.run_id.clone());
                 job.active_runs.insert(e.run_id.clone());
                 self.jobs.runs.insert(
@@ -669,6 +696,7 @@ impl State {
                             task_id: Some(e.task_id.clone()),
                             started_at: Some(at),
                             retry_reason: None,
+                            not_before: None,
                         }),
                     }
                 }
@@ -683,6 +711,7 @@ impl State {
                     task_id: None,
                     started_at: None,
                     retry_reason: Some(e.reason.clone()),
+                    not_before: e.not_before,
                 }),
                 _ => self.anomaly(
                     offset,
@@ -690,50 +719,36 @@ impl State {
                 ),
             },
             Event::JobRunFinished(e) => {
-                let Some(run) = self
-                    .jobs
-                    .runs
-                    .get_mut(&e.run_id)
-                    .filter(|r| r.outcome.is_none())
-                else {
-                    return self.anomaly(
-                        offset,
-                        format!("finish of run {} that is not active", e.run_id),
-                    );
+                self.finish_run(offset, at, &e.run_id, e.outcome, e.message.as_ref())
+            }
+            Event::JobRunMissed(e) => {
+                let Some(job) = self.jobs.jobs.get_mut(&e.job) else {
+                    return self.anomaly(offset, format!("missed run of unknown job {}", e.job));
                 };
-                run.outcome = Some(e.outcome);
-                run.finished_at = Some(at);
-                run.message = e.message.clone();
-                let kept = self.retention.ended_runs;
-                if let Some(dropped) = retire(&mut self.jobs.ended, offset, &e.run_id, kept) {
-                    self.drop_run(&dropped);
-                }
-                if let Some(job) = self.jobs.jobs.get_mut(&e.job) {
-                    job.active_runs.remove(&e.run_id);
-                    if e.outcome == cairn_log::event::RunOutcome::Succeeded {
-                        job.success_count += 1;
-                        job.last_success = Some(at);
-                    } else {
-                        job.error_count += 1;
-                        job.last_error = Some(at);
+                job.missed.push(MissedRun {
+                    scheduled_for: e.scheduled_for,
+                    at,
+                    reason: e.reason.clone(),
+                });
+                let excess = job
+                    .missed
+                    .len()
+                    .saturating_sub(self.retention.missed_per_job);
+                job.missed.drain(..excess);
+                match &e.run_id {
+                    Some(run_id) => {
+                        let missed = RunOutcome::Missed;
+                        self.finish_run(offset, at, run_id, missed, Some(&e.reason));
                     }
+                    // A due time (of the schedule, or of the parents' success) that was
+                    // never triggered.
+                    None if job.spec.parents.is_empty() => {
+                        job.schedule_cursor = job.schedule_cursor.max(Some(e.scheduled_for));
+                        job.due = job.next_due();
+                    }
+                    None => job.parents_cursor = job.parents_cursor.max(Some(e.scheduled_for)),
                 }
             }
-            Event::JobRunMissed(e) => match self.jobs.jobs.get_mut(&e.job) {
-                Some(job) => {
-                    job.missed.push(MissedRun {
-                        scheduled_for: e.scheduled_for,
-                        at,
-                        reason: e.reason.clone(),
-                    });
-                    let excess = job
-                        .missed
-                        .len()
-                        .saturating_sub(self.retention.missed_per_job);
-                    job.missed.drain(..excess);
-                }
-                None => self.anomaly(offset, format!("missed run of unknown job {}", e.job)),
-            },
         }
     }
 
@@ -808,6 +823,48 @@ impl State {
                 offset,
                 format!("end of deployment {deployment_id} that is not running"),
             ),
+        }
+    }
+
+    /// Ends an active run with `outcome`, and counts it on its job.
+    fn finish_run(
+        &mut self,
+        offset: u64,
+        at: Timestamp,
+        run_id: &RunId,
+        outcome: RunOutcome,
+        message: Option<&String>,
+    ) {
+        let Some(run) = self
+            .jobs
+            .runs
+            .get_mut(run_id)
+            .filter(|r| r.outcome.is_none())
+        else {
+            return self.anomaly(offset, format!("end of run {run_id} that is not active"));
+        };
+        run.outcome = Some(outcome);
+        run.finished_at = Some(at);
+        run.message = message.cloned();
+        let job_name = run.job.clone();
+        let kept = self.retention.ended_runs;
+        if let Some(dropped) = retire(&mut self.jobs.ended, offset, run_id, kept) {
+            self.drop_run(&dropped);
+        }
+        if let Some(job) = self.jobs.jobs.get_mut(&job_name) {
+            job.active_runs.remove(run_id);
+            match outcome {
+                RunOutcome::Succeeded => {
+                    job.success_count += 1;
+                    job.last_success = Some(at);
+                    job.last_success_run = Some(run_id.clone());
+                }
+                RunOutcome::Failed | RunOutcome::Killed => {
+                    job.error_count += 1;
+                    job.last_error = Some(at);
+                }
+                RunOutcome::Missed => {}
+            }
         }
     }
 

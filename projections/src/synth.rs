@@ -110,6 +110,7 @@ fn job_spec(name: &JobName, parents: Vec<JobName>) -> JobSpec {
         retries: 2,
         disabled: false,
         concurrent: false,
+        concurrency: None,
         container: None,
         env: BTreeMap::new(),
         constraints: vec![],
@@ -508,6 +509,7 @@ impl World {
                             run_id,
                             attempt: next,
                             reason: "TASK_FAILED".into(),
+                            not_before: Some(Timestamp::from_micros(self.at + 1_000_000)),
                         })
                     }
                     3..=6 => {
@@ -525,11 +527,20 @@ impl World {
                             message: None,
                         })
                     }
-                    _ => Event::JobRunMissed(JobRunMissed {
-                        job,
-                        scheduled_for: Timestamp::from_micros(self.at),
-                        reason: "not started within epsilon".into(),
-                    }),
+                    // Half the misses end a run that never started, half are occurrences
+                    // that were never triggered.
+                    _ => {
+                        let ends = (p / 8) % 2 == 0;
+                        if ends {
+                            self.runs.swap_remove(i);
+                        }
+                        Event::JobRunMissed(JobRunMissed {
+                            job,
+                            scheduled_for: Timestamp::from_micros(self.at),
+                            reason: "not started within epsilon".into(),
+                            run_id: ends.then_some(run_id),
+                        })
+                    }
                 };
                 self.push(jobs, event, p);
             }

@@ -57,7 +57,7 @@ pub fn allocate(
 ) -> Vec<Event> {
     let mut events = Vec::new();
     // 1. Expired offers go back to their agents.
-    let mut offered: BTreeMap<&AgentId, Resources> = BTreeMap::new();
+    let mut rescinded: BTreeMap<&AgentId, Vec<&Resources>> = BTreeMap::new();
     let mut held: BTreeMap<&FrameworkId, Resources> = BTreeMap::new();
     for (offer_id, offer) in &state.cluster.offers {
         if now.as_micros() - offer.made_at.as_micros() >= config.offer_timeout_micros {
@@ -65,12 +65,12 @@ pub fn allocate(
                 offer_id: offer_id.clone(),
                 reason: "the offer timed out".into(),
             }));
+            rescinded
+                .entry(&offer.agent_id)
+                .or_default()
+                .push(&offer.resources);
             continue;
         }
-        add(
-            offered.entry(&offer.agent_id).or_default(),
-            &offer.resources,
-        );
         add(
             held.entry(&offer.framework_id).or_default(),
             &offer.resources,
@@ -135,13 +135,14 @@ pub fn allocate(
         if agent.status != AgentStatus::Active {
             continue;
         }
-        let mut busy = agent.used.clone();
-        if let Some(o) = offered.get(agent_id) {
-            add(&mut busy, o);
-        }
-        let Some(free) = agent.total.checked_sub(&busy) else {
+        // What no task uses and no outstanding offer holds (ports included), with what the
+        // offers rescinded above held.
+        let Some(mut free) = state.cluster.free(agent_id) else {
             continue;
         };
+        for back in rescinded.get(agent_id).into_iter().flatten() {
+            free = free.checked_add(back).unwrap_or(free);
+        }
         if free.cpus_milli < MIN_CPUS_MILLI && free.mem_mib < MIN_MEM_MIB {
             continue;
         }

@@ -20,18 +20,18 @@ use std::rc::Rc;
 
 use cairn_log::event::{
     AgentId, AppId, CommandSpec, DeploymentFinished, DeploymentId, DeploymentStepFinished, Event,
-    FrameworkId, FrameworkRegistered, FrameworkReregistered, OfferAccepted, OfferId,
-    OffersDeclined, OffersRevived, OffersSuppressed, Resources, TaskId, TaskKillRequested,
-    TaskLaunched, TaskOwner, TaskSpec, TaskState, Timestamp,
+    FrameworkId, Resources, TaskId, TaskKillRequested, TaskLaunched, TaskOwner, TaskSpec,
+    TaskState, Timestamp,
 };
 use cairn_log::event::{DeploymentActionKind, DockerNetwork};
 use cairn_projections::apps::{App, DeploymentStatus};
-use cairn_projections::cluster::{Agent, AgentStatus, FrameworkStatus};
+use cairn_projections::cluster::{Agent, AgentStatus};
 use cairn_projections::tasks::Task;
 use cairn_projections::State;
 use serde::Serialize;
 
 use crate::constraints::{self, Constraint, Counts};
+use crate::framework::{self, Avail};
 use crate::tasks::{assign, port_count, take_ports};
 
 /// The built-in apps framework's id.
@@ -39,38 +39,19 @@ pub const FRAMEWORK: &str = "cairn-apps";
 /// Most instances launched, and most killed, in one cycle: keeps each decision within the
 /// log's batch limit; the rest follow in the next cycle, at once.
 pub const PER_CYCLE: usize = 4_000;
-/// How long the framework refuses an agent whose offer it could not use while instances
-/// still wait (Mesos' default filter).
-pub const DECLINE_MILLIS: u64 = 5_000;
 
 pub fn framework_id() -> FrameworkId {
     FrameworkId::new(FRAMEWORK).expect("a valid id")
 }
 
-/// Registers the built-in framework once the first app exists (an empty cluster's log stays
-/// quiet), or brings it back when it is not active.
+/// Registers the built-in apps framework once the first app exists.
 pub fn ensure_framework(state: &State) -> Vec<Event> {
-    let id = framework_id();
-    match state.cluster.frameworks.get(&id) {
-        None if state.apps.apps.is_empty() => Vec::new(),
-        None => vec![Event::FrameworkRegistered(FrameworkRegistered {
-            framework_id: id,
-            name: "marathon".into(),
-            user: "root".into(),
-            roles: vec!["*".into()],
-            principal: Some(FRAMEWORK.into()),
-            // A built-in framework never fails over: it is part of the leader.
-            failover_timeout_secs: 604_800,
-            hostname: None,
-            webui_url: None,
-        })],
-        Some(f) if f.status != FrameworkStatus::Active => {
-            vec![Event::FrameworkReregistered(FrameworkReregistered {
-                framework_id: id,
-            })]
-        }
-        Some(_) => Vec::new(),
-    }
+    framework::ensure(
+        state,
+        &framework_id(),
+        "marathon",
+        !state.apps.apps.is_empty(),
+    )
 }
 
 /// What one cycle decided.
@@ -101,21 +82,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         }
     }
 
-    let mut offers: Vec<Avail> = state
-        .cluster
-        .offers
-        .iter()
-        .filter(|(_, o)| o.framework_id == framework_id)
-        .filter_map(|(offer_id, o)| {
-            Some(Avail {
-                offer_id,
-                agent_id: &o.agent_id,
-                agent: state.cluster.agents.get(&o.agent_id)?,
-                free: o.resources.clone(),
-                launched: Vec::new(),
-            })
-        })
-        .collect();
+    let mut offers = framework::offers(state, &framework_id);
     // Whether instances wait for offers after this cycle, and whether offers were refused.
     let mut wants = false;
     let mut unmet = false;
@@ -175,45 +142,14 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         }
     }
 
-    let mut unused = Vec::new();
-    for offer in offers {
-        if offer.launched.is_empty() {
-            unused.push(offer.offer_id.clone());
-            continue;
-        }
-        events.push(Event::OfferAccepted(OfferAccepted {
-            offer_id: offer.offer_id.clone(),
-            framework_id: framework_id.clone(),
-            task_ids: offer.launched.iter().map(|t| t.task_id.clone()).collect(),
-        }));
-        events.extend(offer.launched.into_iter().map(Event::TaskLaunched));
-    }
-    if !unused.is_empty() {
-        events.push(Event::OffersDeclined(OffersDeclined {
-            offer_ids: unused,
-            framework_id: framework_id.clone(),
-            refuse_millis: if unmet { DECLINE_MILLIS } else { 0 },
-        }));
-    }
+    framework::settle(offers, &framework_id, unmet, &mut events);
 
     let progressed = progress(state, &orphans);
     // A finished step releases the apps of the next one: go round again at once.
     let stepped = !progressed.is_empty();
     events.extend(progressed);
 
-    let suppressed = !framework.suppressed.is_empty();
-    let revive = wants && suppressed;
-    if revive {
-        events.push(Event::OffersRevived(OffersRevived {
-            framework_id,
-            roles: Vec::new(),
-        }));
-    } else if !wants && !suppressed {
-        events.push(Event::OffersSuppressed(OffersSuppressed {
-            framework_id,
-            roles: Vec::new(),
-        }));
-    }
+    let revive = framework::pace(framework, &framework_id, wants, &mut events);
     Cycle {
         events,
         again: revive || stepped || kills >= PER_CYCLE || minted as usize >= PER_CYCLE,
@@ -230,15 +166,6 @@ fn kill(task_id: &TaskId, why: &str) -> Event {
 
 fn in_backoff(app: &App, now: Timestamp) -> bool {
     app.backoff.as_ref().is_some_and(|b| b.until > now)
-}
-
-/// An offer being used this cycle: what is left of it and what it launches.
-struct Avail<'a> {
-    offer_id: &'a OfferId,
-    agent_id: &'a AgentId,
-    agent: &'a Agent,
-    free: Resources,
-    launched: Vec<TaskLaunched>,
 }
 
 /// Apps a running deployment holds back: those in its steps after the current one.
@@ -972,7 +899,7 @@ mod tests {
         });
         // Offers of both agents, refused for a while; no instance placed.
         assert!(
-            declined.is_none() || declined == Some(DECLINE_MILLIS),
+            declined.is_none() || declined == Some(framework::DECLINE_MILLIS),
             "{events:?}"
         );
         let why = waiting(&sim.state(), &AppId::new("/web").unwrap(), sim.now()).unwrap();
@@ -1108,10 +1035,11 @@ mod tests {
             if let Some(t) = launched(&events).first() {
                 break t.task_id.clone();
             }
-            sim.events.push(Event::OffersRevived(OffersRevived {
-                framework_id: framework_id(),
-                roles: Vec::new(),
-            }));
+            sim.events
+                .push(Event::OffersRevived(cairn_log::event::OffersRevived {
+                    framework_id: framework_id(),
+                    roles: Vec::new(),
+                }));
             waited += 1;
             assert!(waited < 20);
         };

@@ -16,8 +16,12 @@
 pub mod agents;
 pub mod allocator;
 pub mod apps;
+pub mod chronos;
 pub mod constraints;
 pub mod deployments;
+pub mod framework;
+pub mod jobs;
+mod json;
 pub mod marathon;
 pub mod runner;
 pub mod tasks;

@@ -4,178 +4,15 @@
 //! with any error yields no spec. Defaults are Marathon's (`app.raml`). Read-only fields an
 //! `AppInfo` carries (`version`, `tasks`, …) are ignored, as Marathon ignores them.
 
-use std::collections::BTreeMap;
-
 use cairn_log::event::{
     AppId, AppSpec, Backoff, CommandSpec, ContainerSpec, DockerNetwork, DockerParameter,
     DockerSpec, HealthCheck, HealthProtocol, PortDefinition, PortMapping, UpgradeStrategy, Volume,
 };
-use serde::Serialize;
+use serde_json::Value;
 
 use crate::constraints::Constraint;
-use serde_json::{Map, Value};
-
-/// One field's errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Detail {
-    pub path: String,
-    pub errors: Vec<String>,
-}
-
-/// Marathon's 422 body: `{"message": "Object is not valid", "details": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Invalid {
-    pub message: String,
-    pub details: Vec<Detail>,
-}
-
-/// Collects errors by path while the definition is read.
-#[derive(Default)]
-struct Errors(BTreeMap<String, Vec<String>>);
-
-impl Errors {
-    fn add(&mut self, path: &str, error: impl Into<String>) {
-        self.0
-            .entry(path.to_owned())
-            .or_default()
-            .push(error.into());
-    }
-}
-
-/// A reader of one JSON object at `path`.
-struct Object<'a> {
-    map: Option<&'a Map<String, Value>>,
-    path: String,
-}
-
-impl<'a> Object<'a> {
-    fn new(value: Option<&'a Value>, path: &str, errors: &mut Errors) -> Self {
-        let map = match value {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => Some(map),
-            Some(_) => {
-                errors.add(or_root(path), "must be an object");
-                None
-            }
-        };
-        Self {
-            map,
-            path: path.to_owned(),
-        }
-    }
-
-    fn at(&self, key: &str) -> String {
-        format!("{}/{key}", self.path)
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map?.get(key).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, key: &str, errors: &mut Errors) -> Option<String> {
-        match self.get(key)? {
-            Value::String(s) => Some(s.clone()),
-            _ => {
-                errors.add(&self.at(key), "must be a string");
-                None
-            }
-        }
-    }
-
-    fn number(&self, key: &str, default: f64, min: f64, max: f64, errors: &mut Errors) -> f64 {
-        match self.get(key) {
-            None => default,
-            Some(Value::Number(n)) => {
-                let v = n.as_f64().unwrap_or(f64::NAN);
-                if v >= min && v <= max {
-                    v
-                } else {
-                    errors.add(
-                        &self.at(key),
-                        format!("must be between {min} and {max}, got {v}"),
-                    );
-                    default
-                }
-            }
-            Some(_) => {
-                errors.add(&self.at(key), "must be a number");
-                default
-            }
-        }
-    }
-
-    fn integer(&self, key: &str, default: u64, max: u64, errors: &mut Errors) -> u64 {
-        match self.get(key) {
-            None => default,
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if v <= max => v,
-                _ => {
-                    errors.add(
-                        &self.at(key),
-                        format!("must be a whole number from 0 to {max}"),
-                    );
-                    default
-                }
-            },
-            Some(_) => {
-                errors.add(&self.at(key), "must be a whole number");
-                default
-            }
-        }
-    }
-
-    fn boolean(&self, key: &str, errors: &mut Errors) -> bool {
-        match self.get(key) {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                errors.add(&self.at(key), "must be true or false");
-                false
-            }
-        }
-    }
-
-    fn array(&self, key: &str, errors: &mut Errors) -> &'a [Value] {
-        match self.get(key) {
-            None => &[],
-            Some(Value::Array(items)) => items,
-            Some(_) => {
-                errors.add(&self.at(key), "must be an array");
-                &[]
-            }
-        }
-    }
-
-    fn strings(&self, key: &str, errors: &mut Errors) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        match self.get(key) {
-            None => {}
-            Some(Value::Object(map)) => {
-                for (k, v) in map {
-                    match v {
-                        Value::String(s) => {
-                            out.insert(k.clone(), s.clone());
-                        }
-                        _ => errors.add(
-                            &format!("{}/{k}", self.at(key)),
-                            "must be a string (secrets are not supported)",
-                        ),
-                    }
-                }
-            }
-            Some(_) => errors.add(&self.at(key), "must be an object of strings"),
-        }
-        out
-    }
-}
-
-fn or_root(path: &str) -> &str {
-    if path.is_empty() {
-        "/"
-    } else {
-        path
-    }
-}
+pub use crate::json::{Detail, Invalid};
+use crate::json::{Errors, Object};
 
 /// Marathon's path ids: `/group/app`, each segment lower-case letters, digits, `-` and `.`
 /// (not only dots); a relative id is taken from the root.
@@ -315,15 +152,8 @@ pub fn parse_app(definition: &Value) -> Result<AppSpec, Invalid> {
     let kill_grace = app
         .get("taskKillGracePeriodSeconds")
         .map(|_| app.integer("taskKillGracePeriodSeconds", 0, 86_400, &mut errors));
-    let Some(id) = id.filter(|_| errors.0.is_empty()) else {
-        return Err(Invalid {
-            message: "Object is not valid".into(),
-            details: errors
-                .0
-                .into_iter()
-                .map(|(path, errors)| Detail { path, errors })
-                .collect(),
-        });
+    let Some(id) = id.filter(|_| errors.is_empty()) else {
+        return Err(errors.into_invalid());
     };
     Ok(AppSpec {
         id,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cairn_log::engine::{Clock, Log};
 use cairn_log::event::{
-    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, Principal, TaskId,
-    TaskKillRequested, Term, Timestamp,
+    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, JobName, JobSpec, Principal, RunId,
+    TaskId, TaskKillRequested, Term, Timestamp,
 };
 use cairn_log::protocol::{
     Ack, Command, Envelope, KnownTask, Register, Registered, StatusUpdate, MAX_UPDATES_PER_POST,
@@ -28,7 +28,8 @@ use crate::agents::{self, Router, StatusOutcome};
 use crate::allocator::{self, AllocatorConfig};
 use crate::apps;
 use crate::deployments::{self, Change, Put, Refusal};
-use crate::tasks::{self, PlaceError, TaskRequest};
+use crate::jobs;
+use crate::tasks::{self, sanitize, PlaceError, TaskRequest};
 
 /// Commands queued for one agent's stream before the agent counts as too slow (its stream is
 /// then closed; it reconnects and is sent what it missed).
@@ -37,6 +38,8 @@ const ROUTE_BUFFER: usize = 4096;
 pub const MAX_KNOWN_TASKS: usize = 100_000;
 /// How often the runner looks for agents that went quiet.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How long a leader waits for a quorum to confirm it before it lets its agents go.
+const QUORUM_WITHIN: Duration = Duration::from_secs(3);
 /// Status posts waiting to be logged; agents posting beyond this wait (backpressure).
 const STATUS_POSTS: usize = 4096;
 /// Most status updates logged in one decision (one append).
@@ -57,6 +60,8 @@ pub struct RunnerConfig {
     /// Runs the built-in apps scheduler; without it, app changes are refused and offers go
     /// to external frameworks only.
     pub apps: bool,
+    /// Runs the built-in jobs scheduler; without it, job changes are refused.
+    pub jobs: bool,
 }
 
 impl Default for RunnerConfig {
@@ -66,6 +71,7 @@ impl Default for RunnerConfig {
             reconnect_grace: Duration::from_secs(15),
             allocator: AllocatorConfig::default(),
             apps: true,
+            jobs: true,
         }
     }
 }
@@ -129,6 +135,8 @@ struct Inner {
     generations: AtomicU64,
     /// Prompts a scheduling cycle (after a change that may need one).
     nudge: tokio::sync::Notify,
+    /// When the jobs scheduler next has something due (its latest cycle says).
+    wake: Mutex<Option<Timestamp>>,
     /// Agents' status posts, logged together (see `log_statuses`).
     status_posts: mpsc::Sender<StatusPost>,
 }
@@ -220,6 +228,7 @@ impl Runner {
                 sessions: Mutex::new(Sessions::default()),
                 generations: AtomicU64::new(1),
                 nudge: tokio::sync::Notify::new(),
+                wake: Mutex::new(None),
                 status_posts,
             }),
         };
@@ -784,6 +793,69 @@ impl Runner {
         Ok(deployment)
     }
 
+    /// Creates or updates a job; returns whether anything changed.
+    pub async fn put_job(&self, actor: Actor, spec: JobSpec, mode: Put) -> Result<bool> {
+        self.change_jobs(actor, |state, now| {
+            let events = jobs::put(state, spec, mode, now)?;
+            let changed = !events.is_empty();
+            Ok((events, changed))
+        })
+        .await
+    }
+
+    /// Deletes a job, ending its active runs.
+    pub async fn delete_job(&self, actor: Actor, name: JobName) -> Result<()> {
+        self.change_jobs(actor, |state, _| Ok((jobs::delete(state, &name)?, ())))
+            .await
+    }
+
+    /// Triggers a run of a job now; returns the run's id.
+    pub async fn run_job(&self, actor: Actor, name: JobName) -> Result<RunId> {
+        let run_id = RunId::new(format!("{}.{:016x}", sanitize(name.as_str()), mint()))
+            .map_err(|e| Error::Invalid(format!("name: {e}")))?;
+        self.change_jobs(actor, |state, now| {
+            let events = jobs::run_now(state, &name, now, run_id.clone())?;
+            Ok((events, run_id))
+        })
+        .await
+    }
+
+    /// Disables a job (no more scheduled or dependent runs) or enables it again.
+    pub async fn set_job_disabled(
+        &self,
+        actor: Actor,
+        name: JobName,
+        disabled: bool,
+    ) -> Result<()> {
+        self.change_jobs(actor, |state, _| {
+            Ok((jobs::set_disabled(state, &name, disabled)?, ()))
+        })
+        .await
+    }
+
+    /// Appends a change to jobs, decided at this master's time, and prompts the scheduler.
+    async fn change_jobs<T>(
+        &self,
+        actor: Actor,
+        decide: impl FnOnce(&State, Timestamp) -> std::result::Result<(Vec<Event>, T), Refusal>,
+    ) -> Result<T> {
+        if !self.inner.config.jobs {
+            return Err(Error::Invalid(
+                "the built-in jobs scheduler is disabled on this cluster ([jobs] enabled = false)"
+                    .into(),
+            ));
+        }
+        let now = self.inner.clock.now();
+        let (_, out) = self
+            .write(|state| {
+                let (events, out) = decide(state, now)?;
+                Ok(Decision::new(actor, events, out))
+            })
+            .await?;
+        self.inner.nudge.notify_one();
+        Ok(out)
+    }
+
     /// An app's definition as of one of its versions, read back from the log.
     pub fn spec_at(
         &self,
@@ -841,8 +913,15 @@ impl Runner {
         let mut tick = tokio::time::interval(SCHEDULE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A job due before the next tick wakes the loop at its time.
+            let wake = *self.inner.wake.lock().expect("not poisoned");
+            let until_due = wake.map_or(SCHEDULE_EVERY, |at| {
+                let micros = at.as_micros() - self.inner.clock.now().as_micros();
+                Duration::from_micros(micros.clamp(0, SCHEDULE_EVERY.as_micros() as i64) as u64)
+            });
             tokio::select! {
                 _ = tick.tick() => {}
+                () = tokio::time::sleep(until_due) => {}
                 () = self.inner.nudge.notified() => {}
                 () = stop.cancelled() => return,
             }
@@ -862,19 +941,23 @@ impl Runner {
             principal: Principal::Scheduler { name: name.into() },
             origin: None,
         };
+        let (run_apps, run_jobs) = (self.inner.config.apps, self.inner.config.jobs);
         // A revive or a cut-short cycle goes round again at once (bounded, so that a
         // busy cluster still yields to other decisions).
-        let run_apps = self.inner.config.apps;
         for _ in 0..8 {
             let now = self.inner.clock.now();
-            if run_apps {
-                self.write(|state| {
-                    Ok(Decision::to_log(
-                        scheduler("apps"),
-                        apps::ensure_framework(state),
-                    ))
-                })
-                .await?;
+            for (name, on, ensure) in [
+                (
+                    "apps",
+                    run_apps,
+                    apps::ensure_framework as fn(&State) -> Vec<Event>,
+                ),
+                ("jobs", run_jobs, jobs::ensure_framework),
+            ] {
+                if on {
+                    self.write(|state| Ok(Decision::to_log(scheduler(name), ensure(state))))
+                        .await?;
+                }
             }
             let prefix = format!("{:016x}", mint());
             let config = &self.inner.config.allocator;
@@ -885,16 +968,29 @@ impl Runner {
                 ))
             })
             .await?;
-            if !run_apps {
-                break;
+            let mut again = false;
+            if run_apps {
+                let tasks = format!("{:08x}", mint() as u32);
+                let (_, more) = self
+                    .write(|state| {
+                        let cycle = apps::decide(state, now, &tasks);
+                        Ok(Decision::new(scheduler("apps"), cycle.events, cycle.again))
+                    })
+                    .await?;
+                again |= more;
             }
-            let tasks = format!("{:08x}", mint() as u32);
-            let (_, again) = self
-                .write(|state| {
-                    let cycle = apps::decide(state, now, &tasks);
-                    Ok(Decision::new(scheduler("apps"), cycle.events, cycle.again))
-                })
-                .await?;
+            if run_jobs {
+                let runs = format!("{:08x}", mint() as u32);
+                let (_, (more, wake)) = self
+                    .write(|state| {
+                        let cycle = jobs::decide(state, now, &runs);
+                        let out = (cycle.again, cycle.wake);
+                        Ok(Decision::new(scheduler("jobs"), cycle.events, out))
+                    })
+                    .await?;
+                *self.inner.wake.lock().expect("not poisoned") = wake;
+                again |= more;
+            }
             if !again {
                 break;
             }
@@ -985,6 +1081,24 @@ impl Runner {
                 }
                 continue;
             }
+            // A leader cut off from the other masters still believes it leads, but can commit
+            // nothing: it lets its agents go, so that they find the leader the others elect.
+            let confirmed =
+                tokio::time::timeout(QUORUM_WITHIN, self.inner.log.sync_with_leader()).await;
+            if !matches!(confirmed, Ok(Ok(()))) {
+                let dropped = {
+                    let mut sessions = self.inner.sessions.lock().expect("sessions");
+                    std::mem::take(&mut sessions.agents).len()
+                };
+                if dropped > 0 {
+                    warn!(
+                        dropped,
+                        "no quorum confirms this leader: agent sessions closed"
+                    );
+                }
+                leading = None;
+                continue;
+            }
             let term = self.inner.log.term();
             if leading.is_none_or(|(t, _, _)| t != term) {
                 leading = Some((term, tokio::time::Instant::now(), self.inner.clock.now()));
@@ -1061,24 +1175,4 @@ fn deployment_id() -> DeploymentId {
         b & 0xffff_ffff_ffff
     ))
     .expect("a valid id")
-}
-
-/// A task name made safe for a task id (and so a directory name): letters, digits, `-`, `_`.
-fn sanitize(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "task".into()
-    } else {
-        cleaned
-    }
 }

@@ -159,6 +159,26 @@ pub(crate) fn port_count(ranges: &[PortRange]) -> u64 {
         .sum()
 }
 
+/// A task name made safe for a task id (and so a directory name): letters, digits, `-`, `_`.
+pub(crate) fn sanitize(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "task".into()
+    } else {
+        cleaned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use cairn_log::event::{AgentLost, CommandSpec};

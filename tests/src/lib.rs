@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod agent;
 pub mod cluster;
 pub mod dev;
+pub mod partition;
 
 use cairn_log::event::{
     Actor, AgentId, Entry, Event, Principal, StatusSource, TaskId, TaskState, TaskStatusUpdated,

@@ -4,62 +4,13 @@
 //! the rules are removed the old leader rejoins and every log converges byte for byte.
 //! Needs root (nftables); CI runs as root.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_tests::cluster::{job_entry, wait_until, Masters};
+use cairn_tests::partition::Partition;
 
 const HOSTS: [&str; 3] = ["127.0.77.1", "127.0.77.2", "127.0.77.3"];
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// nftables rules dropping traffic between one address and others; removed on drop.
-struct Partition {
-    table: String,
-}
-
-impl Partition {
-    fn isolate(host: &str, from: &[&str]) -> Self {
-        // A run that was killed could not remove its rules: clear them first.
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .expect("nft (nftables) is installed");
-        for line in String::from_utf8_lossy(&tables.stdout).lines() {
-            if let Some(stale) = line
-                .strip_prefix("table inet ")
-                .filter(|t| t.starts_with("cairn_partition_"))
-            {
-                nft(&format!("delete table inet {stale}\n"));
-            }
-        }
-        let table = format!("cairn_partition_{}", std::process::id());
-        let mut script =
-            format!("add table inet {table}\nadd chain inet {table} out {{ type filter hook output priority 0; }}\n");
-        for other in from {
-            script += &format!("add rule inet {table} out ip saddr {host} ip daddr {other} drop\n");
-            script += &format!("add rule inet {table} out ip saddr {other} ip daddr {host} drop\n");
-        }
-        nft(&script);
-        Partition { table }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        nft(&format!("delete table inet {}\n", self.table));
-    }
-}
-
-fn nft(script: &str) {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nft (nftables) is installed");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "nft refused:\n{script}");
-}
 
 #[test]
 fn the_minority_acknowledges_nothing_and_the_old_leader_rejoins() {
@@ -82,7 +33,7 @@ fn the_minority_acknowledges_nothing_and_the_old_leader_rejoins() {
     }
 
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    let partition = Partition::isolate(HOSTS[old], &[HOSTS[others[0]], HOSTS[others[1]]]);
+    let partition = Partition::isolate("t32", HOSTS[old], &[HOSTS[others[0]], HOSTS[others[1]]]);
     // The old leader cannot reach a quorum: nothing it is sent is acknowledged.
     for n in 100..103 {
         let reply = m.append(old, &job_entry(&format!("p-{n}")), Duration::from_secs(2));

@@ -46,8 +46,13 @@ pub struct JobSpec {
     pub retries: u32,
     #[serde(default)]
     pub disabled: bool,
+    /// Chronos' `concurrent`: overlapping runs are allowed.
     #[serde(default)]
     pub concurrent: bool,
+    /// A policy other than Chronos' two (`Queue`); absent in older records, and then
+    /// `concurrent` decides (see [`JobSpec::concurrency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     #[serde(default)]
     pub container: Option<ContainerSpec>,
     #[serde(default)]
@@ -60,6 +65,32 @@ pub struct JobSpec {
 
 fn yes() -> bool {
     true
+}
+
+impl JobSpec {
+    /// What a due run does while an earlier run is active.
+    pub fn concurrency(&self) -> Concurrency {
+        self.concurrency.unwrap_or(if self.concurrent {
+            Concurrency::Allow
+        } else {
+            Concurrency::Skip
+        })
+    }
+}
+
+/// What a due run does while an earlier run of its job is still active (Chronos'
+/// `concurrent: true` is `Allow`; its default, `false`, is `Skip`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// The due run is recorded as missed, with the run it yielded to.
+    #[default]
+    Skip,
+    /// The due run waits for the active one to end (and is missed if that takes longer than
+    /// the epsilon).
+    Queue,
+    /// Both run.
+    Allow,
 }
 
 /// A job was created.
@@ -104,6 +135,8 @@ pub enum RunOutcome {
     Succeeded,
     Failed,
     Killed,
+    /// Triggered but not started within the job's epsilon.
+    Missed,
 }
 
 /// A run of a job was triggered, for the moment it was due.
@@ -135,6 +168,9 @@ pub struct JobRunRetried {
     /// The attempt about to be made.
     pub attempt: u32,
     pub reason: String,
+    /// The attempt is not launched before this time (the retry delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 /// A run ended, after its last attempt.
@@ -156,4 +192,8 @@ pub struct JobRunMissed {
     pub job: JobName,
     pub scheduled_for: Timestamp,
     pub reason: String,
+    /// The run this ends, when it was triggered but could not start in time; `None` when the
+    /// due time passed without a run being triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
 }
