@@ -659,14 +659,16 @@ impl State {
                     return self.anomaly(offset, what);
                 }
                 triggered.insert(e.scheduled_for, e.run_id.clone());
-                let cursor = match e.cause {
-                    RunCause::Schedule => &mut job.schedule_cursor,
-                    RunCause::Parents { .. } => &mut job.parents_cursor,
-                    RunCause::Manual => &mut None,
-                };
-                *cursor = (*cursor).max(Some(e.scheduled_for));
-                if e.cause == RunCause::Schedule {
-                    job.due = job.next_due();
+                // A manual run moves no cursor: the schedule and the parents go on as before.
+                match e.cause {
+                    RunCause::Schedule => {
+                        job.schedule_cursor = job.schedule_cursor.max(Some(e.scheduled_for));
+                        job.due = job.next_due();
+                    }
+                    RunCause::Parents { .. } => {
+                        job.parents_cursor = job.parents_cursor.max(Some(e.scheduled_for));
+                    }
+                    RunCause::Manual => {}
                 }
                 job.last_run = Some(e.run_id.clone());
                 job.active_runs.insert(e.run_id.clone());

@@ -17,7 +17,6 @@ use cairn_log::event::{
 use cairn_projections::schedule::{Period, Schedule};
 use serde_json::Value;
 
-use crate::constraints::Constraint;
 use crate::json::{Errors, Invalid, Object};
 
 /// Chronos' default epsilon: how late a run may still start.
@@ -131,7 +130,7 @@ pub fn parse_job(definition: &Value) -> Result<JobSpec, Invalid> {
             _ => errors.add(&path, "must be {\"name\": …, \"value\": …}"),
         }
     }
-    let constraints = constraints(&job, &mut errors);
+    let constraints = job.constraints(equals_is, &mut errors);
     for unsupported in ["uris", "fetch"] {
         if job
             .get(unsupported)
@@ -301,30 +300,9 @@ fn container(job: &Object, errors: &mut Errors) -> Option<ContainerSpec> {
     })
 }
 
-/// Chronos' constraints: `[attribute, EQUALS | LIKE | UNLIKE, value]` (Marathon's operators
-/// are accepted too); `EQUALS` is kept as `IS`.
-fn constraints(job: &Object, errors: &mut Errors) -> Vec<Vec<String>> {
-    job.array("constraints", errors)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let path = format!("/constraints/{i}");
-            let parts: Option<Vec<String>> = c
-                .as_array()
-                .and_then(|a| a.iter().map(|p| p.as_str().map(str::to_owned)).collect());
-            let Some(mut parts) = parts else {
-                errors.add(&path, "must be [attribute, operator, value], all strings");
-                return None;
-            };
-            if parts.get(1).is_some_and(|op| op == "EQUALS") {
-                parts[1] = "IS".into();
-            }
-            Constraint::parse(&parts)
-                .map_err(|e| errors.add(&path, e))
-                .ok()
-                .map(|_| parts)
-        })
-        .collect()
+/// Chronos' constraint operators beyond Marathon's: `EQUALS` is kept as `IS`.
+fn equals_is(op: &str) -> Option<&'static str> {
+    (op == "EQUALS").then_some("IS")
 }
 
 /// A job as Chronos writes it in `GET /scheduler/jobs`, from its spec (counters are added by

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::constraints::Constraint;
+
 /// One field's errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Detail {
@@ -189,5 +191,40 @@ pub(crate) fn or_root(path: &str) -> &str {
         "/"
     } else {
         path
+    }
+}
+
+impl Object<'_> {
+    /// `constraints`: each a list of strings that [`Constraint::parse`] accepts, after the
+    /// operator is renamed by `alias` (Chronos' `EQUALS` is Marathon's `IS`).
+    pub(crate) fn constraints(
+        &self,
+        alias: fn(&str) -> Option<&'static str>,
+        errors: &mut Errors,
+    ) -> Vec<Vec<String>> {
+        self.array("constraints", errors)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let path = self.at(&format!("constraints/{i}"));
+                let parts: Option<Vec<String>> = c
+                    .as_array()
+                    .and_then(|a| a.iter().map(|p| p.as_str().map(str::to_owned)).collect());
+                let Some(mut parts) = parts else {
+                    errors.add(
+                        &path,
+                        "must be [field, operator] or [field, operator, value], all strings",
+                    );
+                    return None;
+                };
+                if let Some(op) = parts.get(1).and_then(|op| alias(op)) {
+                    parts[1] = op.into();
+                }
+                Constraint::parse(&parts)
+                    .map_err(|e| errors.add(&path, e))
+                    .ok()
+                    .map(|_| parts)
+            })
+            .collect()
     }
 }

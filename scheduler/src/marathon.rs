@@ -10,7 +10,6 @@ use cairn_log::event::{
 };
 use serde_json::Value;
 
-use crate::constraints::Constraint;
 pub use crate::json::{Detail, Invalid};
 use crate::json::{Errors, Object};
 
@@ -95,7 +94,7 @@ pub fn parse_app(definition: &Value) -> Result<AppSpec, Invalid> {
         errors.add("/cpus", "an app must use some CPU or memory");
     }
     let instances = app.integer("instances", 1, 1_000_000, &mut errors) as u32;
-    let constraints = constraints(&app, &mut errors);
+    let constraints = app.constraints(|_| None, &mut errors);
     let health_checks = health_checks(&app, &mut errors);
     let strategy = Object::new(app.get("upgradeStrategy"), "/upgradeStrategy", &mut errors);
     let upgrade_strategy = UpgradeStrategy {
@@ -336,33 +335,6 @@ fn container(app: &Object, errors: &mut Errors) -> (Option<ContainerSpec>, bool)
         }),
         bridge,
     )
-}
-
-fn constraints(app: &Object, errors: &mut Errors) -> Vec<Vec<String>> {
-    app.array("constraints", errors)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let path = format!("/constraints/{i}");
-            let parts: Option<Vec<String>> = c
-                .as_array()
-                .and_then(|a| a.iter().map(|p| p.as_str().map(str::to_owned)).collect());
-            let Some(parts) = parts else {
-                errors.add(
-                    &path,
-                    "must be [field, operator] or [field, operator, value], all strings",
-                );
-                return None;
-            };
-            match Constraint::parse(&parts) {
-                Ok(_) => Some(parts),
-                Err(e) => {
-                    errors.add(&path, e);
-                    None
-                }
-            }
-        })
-        .collect()
 }
 
 fn health_checks(app: &Object, errors: &mut Errors) -> Vec<HealthCheck> {

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_log::engine::SystemClock;
+use cairn_log::engine::{Log, SystemClock};
 use cairn_log::event::{
     Actor, AgentId, AppId, AppSpec, Backoff, CommandSpec, DeploymentId, Event, PortDefinition,
-    TaskState, Timestamp, UpgradeStrategy,
+    TaskId, TaskState, Timestamp, UpgradeStrategy,
 };
 use cairn_log::protocol::{Command, Envelope, Register, StatusUpdate, MAX_UPDATES_PER_POST};
 use cairn_projections::live::{Projector, ProjectorConfig};
@@ -174,58 +174,9 @@ pub fn bench(agents: usize, apps: usize, instances: u32) -> anyhow::Result<()> {
 /// memory grows by.
 pub async fn end_to_end(dir: &Path, agents: usize, instances: u32) -> anyhow::Result<()> {
     println!("machine: {}", machine());
-    let log = open(&dir.join("log")).await?;
-    let projector =
-        Projector::start(log.clone(), ProjectorConfig::new(dir.join("checkpoints"))).await?;
-    let config = RunnerConfig {
-        // Fake agents answer pings; nothing here may be lost while the benchmark runs.
-        agent_timeout: Duration::from_secs(86_400),
-        reconnect_grace: Duration::from_secs(86_400),
-        ..RunnerConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let runner = Runner::start(
-        log.clone(),
-        projector.clone(),
-        Arc::new(SystemClock),
-        config,
-        stop.clone(),
-    );
-    let started = Instant::now();
-    let mut registering = tokio::task::JoinSet::new();
-    // Running updates the master has logged (acknowledged with an offset).
-    let running_logged = Arc::new(AtomicU64::new(0));
-    for a in 0..agents {
-        let (runner, term) = (runner.clone(), log.term());
-        let logged = running_logged.clone();
-        registering.spawn(async move {
-            let Event::AgentRegistered(agent) = agent(a)? else {
-                unreachable!("agent() registers")
-            };
-            let registered = runner
-                .register(Register {
-                    agent_id: None,
-                    hostname: agent.hostname,
-                    address: agent.address,
-                    resources: agent.resources,
-                    attributes: agent.attributes,
-                    version: "bench".into(),
-                    tasks: Vec::new(),
-                    term,
-                })
-                .await?;
-            let commands = runner.commands(registered.agent_id.clone()).await?;
-            tokio::spawn(fake_agent(runner, registered.agent_id, commands, logged));
-            Ok::<(), anyhow::Error>(())
-        });
-    }
-    while let Some(done) = registering.join_next().await {
-        done??;
-    }
-    println!(
-        "{agents} fake agents registered in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let master = Master::start(dir).await?;
+    let (log, projector, runner) = (&master.log, &master.projector, &master.runner);
+    let running_logged = master.fake_agents(agents, None).await?;
 
     let actor = Actor::system();
     let app = spec(2, 0)?;
@@ -281,20 +232,111 @@ pub async fn end_to_end(dir: &Path, agents: usize, instances: u32) -> anyhow::Re
         rss_after.saturating_sub(rss_before) as f64 / 1024.0,
         rss_after.saturating_sub(rss_before) as f64 / 1024.0 * 100_000.0 / f64::from(instances),
     );
-    stop.cancel();
-    log.close().await;
+    master.stop().await;
     Ok(())
 }
 
+/// A single-node master (fsynced log, projector, runner) for benchmarks driven by fake agents.
+pub(super) struct Master {
+    pub log: Log,
+    pub projector: Projector,
+    pub runner: Runner,
+    stop: CancellationToken,
+}
+
+impl Master {
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let log = open(&dir.join("log")).await?;
+        let projector =
+            Projector::start(log.clone(), ProjectorConfig::new(dir.join("checkpoints"))).await?;
+        let config = RunnerConfig {
+            // Fake agents answer pings; nothing here may be lost while the benchmark runs.
+            agent_timeout: Duration::from_secs(86_400),
+            reconnect_grace: Duration::from_secs(86_400),
+            ..RunnerConfig::default()
+        };
+        let stop = CancellationToken::new();
+        let runner = Runner::start(
+            log.clone(),
+            projector.clone(),
+            Arc::new(SystemClock),
+            config,
+            stop.clone(),
+        );
+        Ok(Self {
+            log,
+            projector,
+            runner,
+            stop,
+        })
+    }
+
+    /// Registers `agents` fake agents (see [`fake_agent`]); returns the count of their
+    /// `TASK_RUNNING` updates the master has logged.
+    pub async fn fake_agents(
+        &self,
+        agents: usize,
+        finish_after: Option<Duration>,
+    ) -> anyhow::Result<Arc<AtomicU64>> {
+        let started = Instant::now();
+        let mut registering = tokio::task::JoinSet::new();
+        let running_logged = Arc::new(AtomicU64::new(0));
+        for a in 0..agents {
+            let (runner, term) = (self.runner.clone(), self.log.term());
+            let logged = running_logged.clone();
+            registering.spawn(async move {
+                let Event::AgentRegistered(agent) = agent(a)? else {
+                    unreachable!("agent() registers")
+                };
+                let registered = runner
+                    .register(Register {
+                        agent_id: None,
+                        hostname: agent.hostname,
+                        address: agent.address,
+                        resources: agent.resources,
+                        attributes: agent.attributes,
+                        version: "bench".into(),
+                        tasks: Vec::new(),
+                        term,
+                    })
+                    .await?;
+                let commands = runner.commands(registered.agent_id.clone()).await?;
+                tokio::spawn(fake_agent(
+                    runner,
+                    registered.agent_id,
+                    commands,
+                    logged,
+                    finish_after,
+                ));
+                Ok::<(), anyhow::Error>(())
+            });
+        }
+        while let Some(done) = registering.join_next().await {
+            done??;
+        }
+        println!(
+            "{agents} fake agents registered in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(running_logged)
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.log.close().await;
+    }
+}
+
 /// An agent that does nothing but say yes: every launch is running at once (posted in
-/// batches, as a real agent posts what it has), every ping is answered with a heartbeat.
+/// batches, as a real agent posts what it has), and finished `finish_after` later if given;
+/// every ping is answered with a heartbeat.
 async fn fake_agent(
     runner: Runner,
     agent_id: AgentId,
     mut commands: mpsc::Receiver<Envelope>,
     logged: Arc<AtomicU64>,
+    finish_after: Option<Duration>,
 ) {
-    let mut seq = 0u64;
     while let Some(first) = commands.recv().await {
         let mut launched = Vec::new();
         let mut next = Some(first);
@@ -308,29 +350,44 @@ async fn fake_agent(
             }
             next = commands.try_recv().ok();
         }
-        for chunk in launched.chunks(MAX_UPDATES_PER_POST) {
-            let updates = chunk
-                .iter()
-                .map(|task_id| {
-                    seq += 1;
-                    StatusUpdate {
-                        uuid: format!("{agent_id}-{seq}"),
-                        task_id: task_id.clone(),
-                        state: TaskState::Running,
-                        reason: None,
-                        message: None,
-                        healthy: None,
-                        at: Timestamp::default(),
-                    }
-                })
-                .collect();
-            match runner.statuses(agent_id.clone(), updates).await {
-                Ok(acks) => {
-                    let n = acks.iter().filter(|a| a.offset > 0).count();
-                    logged.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(_) => return,
-            }
+        match post(&runner, &agent_id, &launched, TaskState::Running).await {
+            Some(n) => logged.fetch_add(n, Ordering::Relaxed),
+            None => return,
+        };
+        if let Some(after) = finish_after {
+            let (runner, agent_id) = (runner.clone(), agent_id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                post(&runner, &agent_id, &launched, TaskState::Finished).await
+            });
         }
     }
+}
+
+/// Posts `state` for each of `tasks`; returns how many updates were logged, `None` once the
+/// master refuses.
+async fn post(
+    runner: &Runner,
+    agent_id: &AgentId,
+    tasks: &[TaskId],
+    state: TaskState,
+) -> Option<u64> {
+    let mut logged = 0;
+    for chunk in tasks.chunks(MAX_UPDATES_PER_POST) {
+        let updates = chunk
+            .iter()
+            .map(|task_id| StatusUpdate {
+                uuid: format!("{task_id}-{state:?}"),
+                task_id: task_id.clone(),
+                state,
+                reason: None,
+                message: None,
+                healthy: None,
+                at: Timestamp::default(),
+            })
+            .collect();
+        let acks = runner.statuses(agent_id.clone(), updates).await.ok()?;
+        logged += acks.iter().filter(|a| a.offset > 0).count() as u64;
+    }
+    Some(logged)
 }

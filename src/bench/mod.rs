@@ -22,6 +22,7 @@ mod agent;
 mod allocator;
 mod apps;
 mod graphql;
+mod jobs;
 mod projections;
 
 #[derive(Debug, clap::Subcommand)]
@@ -122,6 +123,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         instances: u32,
     },
+    /// The jobs scheduler end to end with fake agents: trigger lateness, the cost of a tick
+    /// over all the jobs, memory per job.
+    Jobs {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Wall-clock seconds of scheduling measured.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// How long each run's task runs on the fake agents, in milliseconds.
+        #[arg(long, default_value_t = 2_000)]
+        run_for_ms: u64,
+    },
     /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
     Graphql {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -213,6 +231,22 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
             (
                 dir,
                 Box::pin(async move { agent::bench(&d, running, docker, tasks, clients).await }),
+            )
+        }
+        BenchCommand::Jobs {
+            dir,
+            jobs,
+            agents,
+            seconds,
+            run_for_ms,
+        } => {
+            let d = dir.clone();
+            let run_for = Duration::from_millis(run_for_ms);
+            (
+                dir,
+                Box::pin(
+                    async move { jobs::bench(&d, jobs, agents.max(1), seconds, run_for).await },
+                ),
             )
         }
         BenchCommand::Graphql {

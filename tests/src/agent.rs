@@ -96,6 +96,21 @@ pub fn cairn(masters: &[String], args: &[&str]) -> Output {
         .expect("run cairn")
 }
 
+/// `cairn <args>` against `masters`, asserting its exit code; answers stdout and stderr.
+pub fn cli(masters: &[String], args: &[&str], code: i32) -> (String, String) {
+    let out = cairn(masters, args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cairn {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// `cairn task run <args>`: the new task's id.
 pub fn run_task(masters: &[String], args: &[&str]) -> String {
     let mut all = vec!["task", "run"];

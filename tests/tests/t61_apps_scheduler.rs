@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cairn_tests::agent::cairn;
+use cairn_tests::agent::cli as run;
 use cairn_tests::cluster::wait_until;
 use cairn_tests::dev::Dev;
 use serde_json::{json, Value};
@@ -15,21 +15,6 @@ fn write(dir: &std::path::Path, name: &str, app: &Value) -> String {
     let path = dir.join(name);
     std::fs::write(&path, app.to_string()).unwrap();
     path.to_str().unwrap().to_owned()
-}
-
-/// Runs the CLI; asserts its exit code; answers stdout and stderr.
-fn run(masters: &[String], args: &[&str], code: i32) -> (String, String) {
-    let out = cairn(masters, args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "cairn {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
 }
 
 /// The app's live instances: (task id, state, version).

@@ -6,27 +6,12 @@
 use std::time::Duration;
 
 use cairn_log::event::Timestamp;
-use cairn_tests::agent::cairn;
+use cairn_tests::agent::cli as run;
 use cairn_tests::cluster::wait_until;
 use cairn_tests::dev::Dev;
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-/// Runs the CLI; asserts its exit code; answers stdout and stderr.
-fn run(masters: &[String], args: &[&str], code: i32) -> (String, String) {
-    let out = cairn(masters, args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "cairn {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
-}
 
 fn history(dev: &Dev, job: &str) -> Vec<Value> {
     let data = dev.data(
