@@ -17,6 +17,11 @@ if ! command -v nft >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables
 fi
 
+# The compatibility tests drive the real Python clients (versions from compat-surface.md).
+step "Python clients"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tests/.python \
+  --upgrade chronos-python==1.2.1
+
 # The Docker tests run images built here from Debian's busybox-static (no registry is
 # reachable), and a volume plugin written in Python.
 step "test images"

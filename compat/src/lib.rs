@@ -1,9 +1,80 @@
 //! `cairn-compat`: the Marathon `/v2`, Chronos `/scheduler` and Mesos master/agent HTTP APIs,
 //! so that existing clients work against cairn unchanged.
 //!
-//! **Status.** Empty: the compatible APIs land with issue #9.
+//! **Status.** Chronos' REST API ([`chronos`]); Marathon's and Mesos' follow (issue #9).
 //!
-//! **Boundary.** Depends on `cairn-projections`, `cairn-scheduler` and `cairn-log`.
+//! **Boundary.** HTTP translation only. Reads come from the live projections; every write goes
+//! through the same [`Runner`] calls as the GraphQL mutations, with the caller as the actor
+//! (`origin.api` names the API), so history, audit and time travel cover them. Depends on
+//! `cairn-projections`, `cairn-scheduler`, `cairn-log`, and `cairn-graphql` for the one way
+//! a caller is named.
 //!
-//! **Invariants.** Translation only: each endpoint maps to the same inputs and events as the
-//! GraphQL API; no logic of its own.
+//! **Invariants.** No logic of its own: what a change means is decided by the scheduler's
+//! deciders, what the state is by the projections. A refused change changes nothing and
+//! answers with the product's own error shape.
+//!
+//! **Limits.** Request bodies: [`MAX_BODY`] bytes; search results: [`chronos::MAX_SEARCH`].
+
+use axum::body::to_bytes;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use cairn_projections::live::Projector;
+use cairn_scheduler::runner::Error;
+use cairn_scheduler::Runner;
+use serde_json::Value;
+
+pub mod chronos;
+
+/// Largest request body accepted (a job or an app definition).
+pub const MAX_BODY: usize = 1 << 20;
+
+#[derive(Clone)]
+pub(crate) struct Compat {
+    projector: Projector,
+    runner: Runner,
+}
+
+/// The compatible APIs over a projector and the runner.
+pub fn router(projector: Projector, runner: Runner) -> Router {
+    chronos::routes().with_state(Compat { projector, runner })
+}
+
+/// A refused request: the status and the product's own error body.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: StatusCode,
+    body: Value,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+/// What the runner refused, as HTTP: a bad request, nothing there, a conflict, or no leader here.
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Invalid(_) | Error::Unplaceable(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Log(_) | Error::Projection(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure {
+            status,
+            body: serde_json::json!({"status": status.to_string(), "message": e.to_string()}),
+        }
+    }
+}
+
+/// The request's JSON body, at most [`MAX_BODY`] bytes.
+pub(crate) async fn body(request: Request) -> Result<Value, String> {
+    let bytes = to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| format!("the body is over the limit of {MAX_BODY} bytes"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("the body is not JSON: {e}"))
+}

@@ -43,7 +43,7 @@ pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
 }
 
 async fn query(State(api): State<Api>, request: Request) -> Response {
-    let actor = actor(&request);
+    let actor = actor(&request, "graphql");
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
@@ -73,9 +73,9 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
     json(StatusCode::OK, &response)
 }
 
-/// The caller, for the audit trail. Until tokens exist the name is what the client claims in
-/// `X-Cairn-User` (the CLI sends the login name); `anonymous` otherwise.
-fn actor(request: &Request) -> Actor {
+/// The caller, for the audit trail, as `api` saw it. Until tokens exist the name is what the
+/// client claims in `X-Cairn-User` (the CLI sends the login name); `anonymous` otherwise.
+pub fn actor(request: &Request, api: &str) -> Actor {
     let header = |name: &str| {
         request
             .headers()
@@ -92,7 +92,7 @@ fn actor(request: &Request) -> Actor {
             name: header("x-cairn-user").unwrap_or_else(|| "anonymous".into()),
         },
         origin: Some(Origin {
-            api: "graphql".into(),
+            api: api.into(),
             remote_addr,
             request_id: header("x-request-id"),
         }),

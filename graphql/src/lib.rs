@@ -32,7 +32,7 @@ use cairn_log::engine::Log;
 use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 
-pub use http::router;
+pub use http::{actor, router};
 
 /// The schema type served at `/graphql`.
 pub type CairnSchema = Schema<query::Query, mutation::Mutation, events::Subscription>;

@@ -15,14 +15,8 @@ use serde::Serialize;
 
 use crate::views::Views;
 
-/// How a value is spelled on the wire (serde), for enums given to GraphQL as strings.
-pub fn wire<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(e) => format!("<{e}>"),
-    }
-}
+/// Enums are given to GraphQL as strings, as they are spelled on the wire.
+pub use cairn_log::event::wire;
 
 pub fn json<T: Serialize>(value: &T) -> Json<serde_json::Value> {
     Json(serde_json::to_value(value).unwrap_or(serde_json::Value::Null))
@@ -815,13 +809,8 @@ impl Job {
     }
     /// The job's runs still kept (active ones and the latest finished), newest first.
     async fn history(&self, #[graphql(default = 20)] last: u32) -> Vec<Run> {
-        let mut runs: Vec<(&RunId, &cairn_projections::jobs::Run)> = self
-            .0
-            .jobs
-            .runs
-            .iter()
-            .filter(|(_, r)| r.job == self.1)
-            .collect();
+        let mut runs: Vec<(&RunId, &cairn_projections::jobs::Run)> =
+            self.0.jobs.runs_of(&self.1).collect();
         runs.sort_by(|a, b| (b.1.triggered_at, b.0).cmp(&(a.1.triggered_at, a.0)));
         runs.into_iter()
             .take(last.min(500) as usize)
@@ -831,22 +820,8 @@ impl Job {
     /// How long the job's finished runs still kept took, from their first start to their
     /// end.
     async fn durations(&self) -> Durations {
-        let mut secs: Vec<f64> = self
-            .0
-            .jobs
-            .runs
-            .values()
-            .filter(|r| r.job == self.1)
-            .filter_map(|r| {
-                let start = r.attempts.iter().find_map(|a| a.started_at)?;
-                let end = r.finished_at?;
-                Some((end.as_micros() - start.as_micros()) as f64 / 1e6)
-            })
-            .collect();
-        secs.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize])
-        };
+        let secs = self.0.jobs.durations(&self.1);
+        let at = |q: f64| cairn_projections::jobs::quantile(&secs, q);
         Durations {
             count: secs.len() as u64,
             p50: at(0.5),
@@ -938,23 +913,6 @@ pub struct Dependency {
 
 impl JobGraph {
     pub fn of(view: &Arc<View>) -> Self {
-        let mut edges = Vec::new();
-        let mut dot = String::from("digraph G {\n");
-        for (name, job) in &view.jobs.jobs {
-            dot.push_str(&format!("  {:?};\n", name.as_str()));
-            for parent in &job.spec.parents {
-                dot.push_str(&format!(
-                    "  {:?} -> {:?};\n",
-                    parent.as_str(),
-                    name.as_str()
-                ));
-                edges.push(Dependency {
-                    parent: parent.to_string(),
-                    child: name.to_string(),
-                });
-            }
-        }
-        dot.push_str("}\n");
         Self {
             jobs: view
                 .jobs
@@ -962,8 +920,15 @@ impl JobGraph {
                 .keys()
                 .map(|name| Job(view.clone(), name.clone()))
                 .collect(),
-            edges,
-            dot,
+            edges: view
+                .jobs
+                .edges()
+                .map(|(parent, child)| Dependency {
+                    parent: parent.to_string(),
+                    child: child.to_string(),
+                })
+                .collect(),
+            dot: view.jobs.dot(),
         }
     }
 }

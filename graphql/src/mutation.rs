@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject};
 use cairn_log::event::{
     Actor, AppId, AppSpec, CommandSpec, ContainerSpec, DeploymentId, DockerNetwork,
-    DockerParameter, DockerSpec, JobName, JobSpec, PortMapping, Resources, TaskId, TaskSpec,
-    Timestamp,
+    DockerParameter, DockerSpec, JobName, PortMapping, Resources, TaskId, TaskSpec, Timestamp,
 };
 use cairn_scheduler::deployments::Put;
 use cairn_scheduler::tasks::TaskRequest;
@@ -252,8 +251,10 @@ impl Mutation {
         ctx: &Context<'_>,
         definition: Json<serde_json::Value>,
     ) -> async_graphql::Result<String> {
-        put_job(ctx, &definition.0, Put::Create).await?;
-        Ok(job_spec(&definition.0)?.name.to_string())
+        Ok(put_job(ctx, &definition.0, Put::Create)
+            .await?
+            .0
+            .to_string())
     }
 
     /// Replaces an existing job's definition; returns whether anything changed.
@@ -262,7 +263,7 @@ impl Mutation {
         ctx: &Context<'_>,
         definition: Json<serde_json::Value>,
     ) -> async_graphql::Result<bool> {
-        put_job(ctx, &definition.0, Put::Update).await
+        Ok(put_job(ctx, &definition.0, Put::Update).await?.1)
     }
 
     /// Creates or replaces a job (what Chronos' API does); returns whether anything changed.
@@ -271,7 +272,7 @@ impl Mutation {
         ctx: &Context<'_>,
         definition: Json<serde_json::Value>,
     ) -> async_graphql::Result<bool> {
-        put_job(ctx, &definition.0, Put::CreateOrUpdate).await
+        Ok(put_job(ctx, &definition.0, Put::CreateOrUpdate).await?.1)
     }
 
     /// Runs a job now, whatever its schedule; returns the run's id.
@@ -290,6 +291,16 @@ impl Mutation {
         let runner = ctx.data_unchecked::<Runner>();
         runner
             .delete_job(actor(ctx), job_name(&name)?)
+            .await
+            .map_err(runner_error)?;
+        Ok(true)
+    }
+
+    /// Kills a job's active runs: they end as killed, their tasks are killed.
+    async fn kill_job_runs(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .kill_job_runs(actor(ctx), job_name(&name)?)
             .await
             .map_err(runner_error)?;
         Ok(true)
@@ -415,10 +426,6 @@ fn invalid(details: &[marathon::Detail]) -> async_graphql::Error {
 }
 
 /// A Chronos job definition, validated.
-fn job_spec(definition: &serde_json::Value) -> async_graphql::Result<JobSpec> {
-    chronos::parse_job(definition).map_err(|e| invalid(&e.details))
-}
-
 fn job_name(name: &str) -> async_graphql::Result<JobName> {
     chronos::job_name(name).map_err(|e| error(Code::Validation, format!("name: {e}")))
 }
@@ -427,13 +434,15 @@ async fn put_job(
     ctx: &Context<'_>,
     definition: &serde_json::Value,
     mode: Put,
-) -> async_graphql::Result<bool> {
-    let spec = job_spec(definition)?;
+) -> async_graphql::Result<(JobName, bool)> {
+    let spec = chronos::parse_job(definition).map_err(|e| invalid(&e.details))?;
+    let name = spec.name.clone();
     let runner = ctx.data_unchecked::<Runner>();
-    runner
+    let changed = runner
         .put_job(actor(ctx), spec, mode)
         .await
-        .map_err(runner_error)
+        .map_err(runner_error)?;
+    Ok((name, changed))
 }
 
 /// Who is asking: the request's actor, which the HTTP layer sets.

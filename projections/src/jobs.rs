@@ -107,4 +107,57 @@ impl Jobs {
             .map(|(name, _)| name)
             .collect()
     }
+
+    /// Every parent → child edge, by child name.
+    pub fn edges(&self) -> impl Iterator<Item = (&JobName, &JobName)> {
+        self.jobs
+            .iter()
+            .flat_map(|(name, job)| job.spec.parents.iter().map(move |p| (p, name)))
+    }
+
+    /// The dependency graph in Graphviz' dot language (what Chronos' `graph/dot` serves).
+    pub fn dot(&self) -> String {
+        let mut dot = String::from("digraph G {\n");
+        for name in self.jobs.keys() {
+            dot.push_str(&format!("  {:?};\n", name.as_str()));
+        }
+        for (parent, child) in self.edges() {
+            dot.push_str(&format!(
+                "  {:?} -> {:?};\n",
+                parent.as_str(),
+                child.as_str()
+            ));
+        }
+        dot.push_str("}\n");
+        dot
+    }
+
+    /// How long each finished run of `job` still kept took, from its first start to its end,
+    /// in seconds, shortest first.
+    pub fn durations(&self, job: &JobName) -> Vec<f64> {
+        let mut secs: Vec<f64> = self
+            .runs_of(job)
+            .filter_map(|(_, r)| {
+                let start = r.attempts.iter().find_map(|a| a.started_at)?;
+                let end = r.finished_at?;
+                Some((end.as_micros() - start.as_micros()) as f64 / 1e6)
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        secs
+    }
+
+    /// The runs of `job` still kept, by the time they were due.
+    pub fn runs_of<'a>(&'a self, job: &JobName) -> impl Iterator<Item = (&'a RunId, &'a Run)> {
+        self.triggered
+            .get(job)
+            .into_iter()
+            .flat_map(|runs| runs.values())
+            .filter_map(|id| Some((id, self.runs.get(id)?)))
+    }
+}
+
+/// The `q` quantile of sorted `values` (nearest rank), `None` if there are none.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    (!values.is_empty()).then(|| values[((values.len() - 1) as f64 * q).round() as usize])
 }

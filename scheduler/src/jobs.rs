@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_log::event::{
-    CommandSpec, Concurrency, Event, FrameworkId, JobDeleted, JobName, JobRunFinished,
+    wire, CommandSpec, Concurrency, Event, FrameworkId, JobDeleted, JobName, JobRunFinished,
     JobRunMissed, JobRunRetried, JobRunStarted, JobRunTriggered, JobSpec, JobUpdated, Resources,
     RunCause, RunId, RunOutcome, TaskId, TaskKillRequested, TaskLaunched, TaskOwner, TaskSpec,
     TaskState, Timestamp,
@@ -525,13 +525,6 @@ fn task_spec(spec: &JobSpec, run_id: &RunId) -> TaskSpec {
     }
 }
 
-fn wire<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 // Changes users make (GraphQL, CLI, Chronos' API): each checks against the state and returns
 // the events that carry it out, or why it is refused; nothing is appended on a refusal.
 
@@ -653,6 +646,24 @@ pub fn delete(state: &State, name: &JobName) -> Result<Vec<Event>, Refusal> {
             deployments: Vec::new(),
         });
     }
+    let mut events = end_active(state, name, job, "the job was deleted");
+    events.push(Event::JobDeleted(JobDeleted { job: name.clone() }));
+    Ok(events)
+}
+
+/// Kills a job's active runs (Chronos' `DELETE task/kill/{job}`): they end as killed, and
+/// their live tasks are killed. Nothing to kill changes nothing.
+pub fn kill_runs(state: &State, name: &JobName) -> Result<Vec<Event>, Refusal> {
+    let job = state
+        .jobs
+        .jobs
+        .get(name)
+        .ok_or_else(|| Refusal::NotFound(format!("job {name} does not exist")))?;
+    Ok(end_active(state, name, job, "killed as asked"))
+}
+
+/// Ends each active run of `job` as killed, `why`, asking for its live task to be killed.
+fn end_active(state: &State, name: &JobName, job: &Job, why: &str) -> Vec<Event> {
     let mut events = Vec::new();
     for run_id in &job.active_runs {
         let Some(run) = state.jobs.runs.get(run_id) else {
@@ -666,7 +677,7 @@ pub fn delete(state: &State, name: &JobName) -> Result<Vec<Event>, Refusal> {
             events.push(Event::TaskKillRequested(TaskKillRequested {
                 task_id: task_id.clone(),
                 grace_period_secs: None,
-                reason: format!("job {name} was deleted"),
+                reason: format!("run {run_id} of job {name}: {why}"),
             }));
         }
         events.push(Event::JobRunFinished(JobRunFinished {
@@ -674,11 +685,10 @@ pub fn delete(state: &State, name: &JobName) -> Result<Vec<Event>, Refusal> {
             run_id: run_id.clone(),
             attempt: attempt.map_or(1, |a| a.attempt),
             outcome: RunOutcome::Killed,
-            message: Some("the job was deleted".into()),
+            message: Some(why.into()),
         }));
     }
-    events.push(Event::JobDeleted(JobDeleted { job: name.clone() }));
-    Ok(events)
+    events
 }
 
 /// Runs a job now, whatever its schedule (Chronos' manual start); also a disabled one. The

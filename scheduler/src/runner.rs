@@ -809,6 +809,12 @@ impl Runner {
             .await
     }
 
+    /// Kills a job's active runs.
+    pub async fn kill_job_runs(&self, actor: Actor, name: JobName) -> Result<()> {
+        self.change_jobs(actor, |state, _| Ok((jobs::kill_runs(state, &name)?, ())))
+            .await
+    }
+
     /// Triggers a run of a job now; returns the run's id.
     pub async fn run_job(&self, actor: Actor, name: JobName) -> Result<RunId> {
         let run_id = RunId::new(format!("{}.{:016x}", sanitize(name.as_str()), mint()))

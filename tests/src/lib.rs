@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod agent;
 pub mod cluster;
+pub mod compat;
 pub mod dev;
 pub mod partition;
 

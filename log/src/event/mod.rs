@@ -160,3 +160,13 @@ pub struct Entry {
     pub actor: Actor,
     pub event: Event,
 }
+
+/// How a value of the vocabulary is spelled on the wire (serde): an enum's name as a bare
+/// string (`TASK_RUNNING`), anything else as its JSON.
+pub fn wire<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
+}

@@ -1,0 +1,75 @@
+//! The Chronos API's response shapes, pinned: the golden format-1 log
+//! (`log/tests/golden/v1.events.jsonl`) is folded record by record, and after each record
+//! about jobs every Chronos read is rendered (`jobs`, `job/stat`, `stats`, `graph/csv`,
+//! `graph/dot`). Regenerate deliberately with `CAIRN_UPDATE_GOLDEN=1`.
+
+use std::path::PathBuf;
+
+use cairn_compat::chronos::{graph_csv, job_json, stat_json, stats_json};
+use cairn_log::event::Event;
+use cairn_log::Record;
+use cairn_projections::{Fold, State};
+use serde_json::{json, Value};
+
+fn golden_records() -> Vec<Record> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../log/tests/golden/v1.events.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn chronos_reads(state: &State) -> Value {
+    json!({
+        "jobs": state.jobs.jobs.values().map(job_json).collect::<Vec<_>>(),
+        "stat": state.jobs.jobs.keys()
+            .map(|name| (name.to_string(), stat_json(state, name)))
+            .collect::<serde_json::Map<_, _>>(),
+        "stats/median": stats_json(state, "median").unwrap(),
+        "stats/mean": stats_json(state, "mean").unwrap(),
+        "graph/csv": graph_csv(state),
+        "graph/dot": state.jobs.dot(),
+    })
+}
+
+#[test]
+fn chronos_reads_of_the_golden_log_keep_their_shape() {
+    let mut state = State::default();
+    let mut snapshots = Vec::new();
+    for record in golden_records() {
+        state.apply(&record);
+        let about_jobs = matches!(
+            record.event,
+            Event::JobCreated(_)
+                | Event::JobUpdated(_)
+                | Event::JobDeleted(_)
+                | Event::JobRunTriggered(_)
+                | Event::JobRunStarted(_)
+                | Event::JobRunRetried(_)
+                | Event::JobRunFinished(_)
+                | Event::JobRunMissed(_)
+        );
+        if about_jobs {
+            snapshots.push(json!({ "after": record.offset.get(), "reads": chronos_reads(&state) }));
+        }
+    }
+    let dump = serde_json::to_string_pretty(&snapshots).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chronos.json");
+    if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &dump).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).expect("set CAIRN_UPDATE_GOLDEN=1 to create it");
+    assert!(
+        dump == expected,
+        "a Chronos response shape changed; diff {} against a fresh dump",
+        path.display()
+    );
+}
+
+#[test]
+fn an_unknown_statistic_is_refused_by_name() {
+    let e = stats_json(&State::default(), "p42").unwrap_err();
+    assert!(e.contains("\"p42\" is not a statistic"), "{e}");
+}
