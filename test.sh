@@ -20,7 +20,7 @@ fi
 # The compatibility tests drive the real Python clients (versions from compat-surface.md).
 step "Python clients"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tests/.python \
-  --upgrade chronos-python==1.2.1
+  --upgrade chronos-python==1.2.1 marathon==0.13.0 marathon-deploy==3.0.2
 
 # The Docker tests run images built here from Debian's busybox-static (no registry is
 # reachable), and a volume plugin written in Python.

@@ -139,7 +139,11 @@ async fn run(
         .merge(crate::api::routes(log.clone()))
         .merge(crate::api::state_routes(projector.clone()))
         .merge(crate::agent_api::routes(runner.clone()))
-        .merge(cairn_compat::router(projector.clone(), runner.clone()))
+        .merge(cairn_compat::router(
+            projector.clone(),
+            runner.clone(),
+            log.clone(),
+        ))
         .merge(cairn_graphql::router(projector, log.clone(), runner))
         .merge(log.peer_routes());
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));

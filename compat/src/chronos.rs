@@ -17,6 +17,7 @@ use cairn_projections::jobs::{quantile, Job};
 use cairn_projections::State as Cluster;
 use cairn_scheduler::chronos::{job_name, parse_job, to_chronos};
 use cairn_scheduler::deployments::Put;
+use cairn_scheduler::runner::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -47,6 +48,24 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Failure {
     Failure {
         status,
         body: json!({"status": status.to_string(), "message": message.into()}),
+    }
+}
+
+/// What the runner refused, Chronos' way: a bad request, nothing there, a conflict, or no
+/// leader here.
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Invalid(_) | Error::Unplaceable(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Log(_) | Error::Projection(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure {
+            status,
+            body: serde_json::json!({"status": status.to_string(), "message": e.to_string()}),
+        }
     }
 }
 

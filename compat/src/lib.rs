@@ -1,7 +1,8 @@
 //! `cairn-compat`: the Marathon `/v2`, Chronos `/scheduler` and Mesos master/agent HTTP APIs,
 //! so that existing clients work against cairn unchanged.
 //!
-//! **Status.** Chronos' REST API ([`chronos`]); Marathon's and Mesos' follow (issue #9).
+//! **Status.** Chronos' REST API ([`chronos`]) and Marathon's ([`marathon`]); Mesos' follows
+//! (issue #9).
 //!
 //! **Boundary.** HTTP translation only. Reads come from the live projections; every write goes
 //! through the same [`Runner`] calls as the GraphQL mutations, with the caller as the actor
@@ -20,12 +21,14 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use cairn_log::engine::Log;
 use cairn_projections::live::Projector;
-use cairn_scheduler::runner::Error;
 use cairn_scheduler::Runner;
 use serde_json::Value;
 
 pub mod chronos;
+pub mod marathon;
+pub mod marathon_events;
 
 /// Largest request body accepted (a job or an app definition).
 pub const MAX_BODY: usize = 1 << 20;
@@ -34,11 +37,18 @@ pub const MAX_BODY: usize = 1 << 20;
 pub(crate) struct Compat {
     projector: Projector,
     runner: Runner,
+    log: Log,
 }
 
-/// The compatible APIs over a projector and the runner.
-pub fn router(projector: Projector, runner: Runner) -> Router {
-    chronos::routes().with_state(Compat { projector, runner })
+/// The compatible APIs over a projector, the runner and the log (for who leads).
+pub fn router(projector: Projector, runner: Runner, log: Log) -> Router {
+    chronos::routes()
+        .merge(marathon::routes())
+        .with_state(Compat {
+            projector,
+            runner,
+            log,
+        })
 }
 
 /// A refused request: the status and the product's own error body.
@@ -51,23 +61,6 @@ pub(crate) struct Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body)).into_response()
-    }
-}
-
-/// What the runner refused, as HTTP: a bad request, nothing there, a conflict, or no leader here.
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Invalid(_) | Error::Unplaceable(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Log(_) | Error::Projection(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Failure {
-            status,
-            body: serde_json::json!({"status": status.to_string(), "message": e.to_string()}),
-        }
     }
 }
 

@@ -1,11 +1,15 @@
-//! The Chronos API's response shapes, pinned: the golden format-1 log
+//! The compatible APIs' response shapes, pinned: the golden format-1 log
 //! (`log/tests/golden/v1.events.jsonl`) is folded record by record, and after each record
 //! about jobs every Chronos read is rendered (`jobs`, `job/stat`, `stats`, `graph/csv`,
-//! `graph/dot`). Regenerate deliberately with `CAIRN_UPDATE_GOLDEN=1`.
+//! `graph/dot`); after each about apps, tasks or deployments every Marathon read (apps with
+//! everything embedded, tasks, deployments, the queue, the root group) and the record's
+//! Marathon events. Regenerate deliberately with `CAIRN_UPDATE_GOLDEN=1`.
 
 use std::path::PathBuf;
 
 use cairn_compat::chronos::{graph_csv, job_json, stat_json, stats_json};
+use cairn_compat::marathon::{app_json, deployment_json, group_json, queue_json, task_json, Embed};
+use cairn_compat::marathon_events::marathon_events;
 use cairn_log::event::Event;
 use cairn_log::Record;
 use cairn_projections::{Fold, State};
@@ -34,6 +38,67 @@ fn chronos_reads(state: &State) -> Value {
     })
 }
 
+fn marathon_reads(state: &State, record: &Record) -> Value {
+    let all = Embed {
+        tasks: true,
+        last_task_failure: true,
+    };
+    json!({
+        "apps": state.apps.apps.values().map(|a| app_json(state, a, all)).collect::<Vec<_>>(),
+        "tasks": state.tasks.tasks.keys().filter_map(|t| task_json(state, t)).collect::<Vec<_>>(),
+        "deployments": state.apps.deployments.iter()
+            .map(|(id, d)| deployment_json(id, d)).collect::<Vec<_>>(),
+        "queue": queue_json(state, record.at),
+        "groups": group_json(state, "/"),
+        "events": marathon_events(state, record)
+            .into_iter()
+            .map(|(kind, data)| json!({ "event": kind, "data": data }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn check(name: &str, snapshots: &[Value]) {
+    let dump = serde_json::to_string_pretty(snapshots).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.json"));
+    if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &dump).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).expect("set CAIRN_UPDATE_GOLDEN=1 to create it");
+    assert!(
+        dump == expected,
+        "a response shape changed; diff {} against a fresh dump",
+        path.display()
+    );
+}
+
+#[test]
+fn marathon_reads_of_the_golden_log_keep_their_shape() {
+    let mut state = State::default();
+    let mut snapshots = Vec::new();
+    for record in golden_records() {
+        state.apply(&record);
+        let about_apps = matches!(
+            record.event,
+            Event::AppCreated(_)
+                | Event::AppUpdated(_)
+                | Event::AppScaled(_)
+                | Event::AppDeleted(_)
+                | Event::DeploymentStarted(_)
+                | Event::DeploymentStepFinished(_)
+                | Event::DeploymentFinished(_)
+                | Event::DeploymentFailed(_)
+                | Event::TaskLaunched(_)
+                | Event::TaskStatusUpdated(_)
+        );
+        if about_apps {
+            snapshots.push(
+                json!({ "after": record.offset.get(), "reads": marathon_reads(&state, &record) }),
+            );
+        }
+    }
+    check("marathon", &snapshots);
+}
+
 #[test]
 fn chronos_reads_of_the_golden_log_keep_their_shape() {
     let mut state = State::default();
@@ -55,17 +120,7 @@ fn chronos_reads_of_the_golden_log_keep_their_shape() {
             snapshots.push(json!({ "after": record.offset.get(), "reads": chronos_reads(&state) }));
         }
     }
-    let dump = serde_json::to_string_pretty(&snapshots).unwrap() + "\n";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chronos.json");
-    if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &dump).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).expect("set CAIRN_UPDATE_GOLDEN=1 to create it");
-    assert!(
-        dump == expected,
-        "a Chronos response shape changed; diff {} against a fresh dump",
-        path.display()
-    );
+    check("chronos", &snapshots);
 }
 
 #[test]

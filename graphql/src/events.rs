@@ -362,35 +362,21 @@ impl Subscription {
             Some(from) => Offset::new(from).unwrap_or(Offset::FIRST),
             None => Offset::new(log.head() + 1).unwrap_or(Offset::FIRST),
         };
-        let subscription = log
-            .subscribe(from)
+        let follow = log
+            .follow(from)
             .map_err(|e| error(Code::Conflict, e.to_string()))?;
         Ok(futures_util::stream::unfold(
-            (log, subscription, matcher),
-            |(log, mut subscription, matcher)| async move {
+            (follow, matcher),
+            |(mut follow, matcher)| async move {
                 loop {
-                    match subscription.next().await? {
+                    match follow.next().await? {
                         Ok(record) if matcher.matches(&record) => {
-                            return Some((
-                                Ok(EventNode(Arc::new(record))),
-                                (log, subscription, matcher),
-                            ));
+                            return Some((Ok(EventNode(Arc::new(record))), (follow, matcher)));
                         }
                         Ok(_) => {}
-                        // Fell behind the live tail: go on from storage, where it stopped.
-                        Err(cairn_log::Error::Lagged { resume_from, .. }) => {
-                            let from = Offset::new(resume_from).unwrap_or(Offset::FIRST);
-                            match log.subscribe(from) {
-                                Ok(s) => subscription = s,
-                                Err(e) => {
-                                    let e = error(Code::Internal, e.to_string());
-                                    return Some((Err(e), (log, subscription, matcher)));
-                                }
-                            }
-                        }
                         Err(e) => {
                             let e = error(Code::Internal, e.to_string());
-                            return Some((Err(e), (log, subscription, matcher)));
+                            return Some((Err(e), (follow, matcher)));
                         }
                     }
                 }

@@ -8,7 +8,7 @@ use cairn_log::event::{
     AppId, AppSpec, Backoff, CommandSpec, ContainerSpec, DockerNetwork, DockerParameter,
     DockerSpec, HealthCheck, HealthProtocol, PortDefinition, PortMapping, UpgradeStrategy, Volume,
 };
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 pub use crate::json::{Detail, Invalid};
 use crate::json::{Errors, Object};
@@ -366,8 +366,11 @@ fn health_checks(app: &Object, errors: &mut Errors) -> Vec<HealthCheck> {
                     return None;
                 }
             };
-            let command = Object::new(check.get("command"), &check.at("command"), errors)
-                .string("value", errors);
+            // `{"value": "…"}`, or the bare string some clients send.
+            let command = match check.get("command") {
+                Some(Value::String(c)) => Some(c.clone()),
+                other => Object::new(other, &check.at("command"), errors).string("value", errors),
+            };
             if protocol == HealthProtocol::Command && command.is_none() {
                 errors.add(&check.at("command"), "a COMMAND check needs command.value");
             }
@@ -453,6 +456,129 @@ fn port_definitions(app: &Object, bridge: bool, errors: &mut Errors) -> Vec<Port
     }
 }
 
+/// An app's definition as Marathon writes it (`GET /v2/apps/{id}` without the status fields
+/// the API adds): only keys marathon-python accepts, and what [`parse_app`] reads back to the
+/// same spec.
+pub fn to_marathon(spec: &AppSpec) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(spec.id));
+    let command = spec.command.as_ref();
+    out.insert(
+        "cmd".into(),
+        json!(command.and_then(|c| c.shell.then(|| c.value.clone()).flatten())),
+    );
+    if let Some(c) = command.filter(|c| !c.shell && !c.args.is_empty()) {
+        out.insert("args".into(), json!(c.args));
+    }
+    if let Some(user) = &spec.user {
+        out.insert("user".into(), json!(user));
+    }
+    out.insert("env".into(), json!(spec.env));
+    out.insert("instances".into(), json!(spec.instances));
+    out.insert("cpus".into(), json!(spec.cpus_milli as f64 / 1000.0));
+    out.insert("mem".into(), json!(spec.mem_mib as f64));
+    out.insert("disk".into(), json!(spec.disk_mib as f64));
+    out.insert("gpus".into(), json!(0));
+    out.insert("constraints".into(), json!(spec.constraints));
+    out.insert(
+        "portDefinitions".into(),
+        json!(spec
+            .port_definitions
+            .iter()
+            .map(|p| {
+                let mut d = json!({"port": p.port, "protocol": p.protocol});
+                if let Some(name) = &p.name {
+                    d["name"] = json!(name);
+                }
+                d
+            })
+            .collect::<Vec<_>>()),
+    );
+    out.insert("requirePorts".into(), json!(spec.require_ports));
+    out.insert("backoffSeconds".into(), json!(spec.backoff.backoff_secs));
+    out.insert("backoffFactor".into(), json!(spec.backoff.factor));
+    out.insert(
+        "maxLaunchDelaySeconds".into(),
+        json!(spec.backoff.max_launch_delay_secs),
+    );
+    if let Some(container) = &spec.container {
+        let mut c = json!({
+            "type": "DOCKER",
+            "volumes": container.volumes.iter().map(|v| {
+                let mut volume = json!({"containerPath": v.container_path, "mode": v.mode});
+                if let Some(host) = &v.host_path {
+                    volume["hostPath"] = json!(host);
+                }
+                volume
+            }).collect::<Vec<_>>(),
+        });
+        if let Some(d) = &container.docker {
+            c["docker"] = json!({
+                "image": d.image,
+                "network": d.network,
+                "portMappings": d.port_mappings.iter().map(|m| {
+                    let mut mapping = json!({
+                        "containerPort": m.container_port,
+                        "hostPort": m.host_port,
+                        "protocol": m.protocol,
+                    });
+                    if let Some(name) = &m.name {
+                        mapping["name"] = json!(name);
+                    }
+                    mapping
+                }).collect::<Vec<_>>(),
+                "parameters": d.parameters.iter()
+                    .map(|p| json!({"key": p.key, "value": p.value}))
+                    .collect::<Vec<_>>(),
+                "privileged": d.privileged,
+                "forcePullImage": d.force_pull_image,
+            });
+        } else {
+            c["type"] = json!("MESOS");
+        }
+        out.insert("container".into(), c);
+    }
+    out.insert(
+        "healthChecks".into(),
+        json!(spec
+            .health_checks
+            .iter()
+            .map(|h| {
+                let mut check = json!({
+                    "protocol": h.protocol,
+                    "gracePeriodSeconds": h.grace_period_secs,
+                    "intervalSeconds": h.interval_secs,
+                    "timeoutSeconds": h.timeout_secs,
+                    "maxConsecutiveFailures": h.max_consecutive_failures,
+                });
+                if let Some(path) = &h.path {
+                    check["path"] = json!(path);
+                }
+                if let Some(i) = h.port_index {
+                    check["portIndex"] = json!(i);
+                }
+                if let Some(command) = &h.command {
+                    check["command"] = json!({"value": command});
+                }
+                check
+            })
+            .collect::<Vec<_>>()),
+    );
+    out.insert("dependencies".into(), json!(spec.dependencies));
+    out.insert(
+        "upgradeStrategy".into(),
+        json!({
+            "minimumHealthCapacity": spec.upgrade_strategy.minimum_health_capacity,
+            "maximumOverCapacity": spec.upgrade_strategy.maximum_over_capacity,
+        }),
+    );
+    out.insert("labels".into(), json!(spec.labels));
+    if let Some(grace) = spec.kill_grace_period_secs {
+        out.insert("taskKillGracePeriodSeconds".into(), json!(grace));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -481,6 +607,33 @@ mod tests {
         );
         assert_eq!(spec.upgrade_strategy.minimum_health_capacity, 1.0);
         assert_eq!(spec.backoff.factor, 1.15);
+    }
+
+    #[test]
+    fn an_app_written_as_marathon_writes_it_reads_back_the_same() {
+        let nginx: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/examples/nginx-app.json"))
+                .unwrap();
+        let rich = json!({
+            "id": "/web/api", "args": ["serve", "--port", "$PORT0"], "user": "www",
+            "env": {"A": "1"}, "instances": 3, "cpus": 0.25, "mem": 100, "disk": 10,
+            "constraints": [["hostname", "UNIQUE"], ["rack", "GROUP_BY", "2"]],
+            "portDefinitions": [{"port": 10001, "protocol": "tcp", "name": "http"}],
+            "requirePorts": true, "backoffSeconds": 2, "backoffFactor": 1.5,
+            "maxLaunchDelaySeconds": 60, "dependencies": ["/db"],
+            "container": {"type": "MESOS", "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]},
+            "healthChecks": [
+                {"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 5},
+                {"protocol": "COMMAND", "command": "true"}
+            ],
+            "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.2},
+            "labels": {"team": "a"}, "taskKillGracePeriodSeconds": 3
+        });
+        for definition in [nginx, rich] {
+            let spec = parse_app(&definition).unwrap();
+            let written = Value::Object(to_marathon(&spec));
+            assert_eq!(parse_app(&written).unwrap(), spec, "{written:#}");
+        }
     }
 
     #[test]

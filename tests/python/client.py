@@ -1,10 +1,12 @@
-"""Calls one method of a real client library against cairn and prints its result as JSON.
+"""Calls a real client library against cairn and prints the result as JSON.
 
-    python3 client.py chronos|chronos2 HOST:PORT METHOD [JSON-ARG ...]
+    python3 client.py KIND SERVER CALL [JSON-ARG ...]
 
-`chronos` is chronos-python with its default Chronos 3 paths (`/v1/scheduler`), `chronos2`
-the same client with Chronos 2 paths (`/scheduler`, updates by PUT). Exit code 0 with the
-result on stdout, or 3 with the client's exception (type: message) on stderr.
+KIND: `chronos` (chronos-python, Chronos 3 paths `/v1/scheduler`), `chronos2` (the same
+client on Chronos 2 paths, where updates are PUT), `marathon` (marathon-python). CALL is a
+method name, called with the JSON arguments, or a Python expression over `c` (the client),
+`A` (the arguments) and marathon-python's models. Exit code 0 with the result on stdout, or 3
+with the client's exception (`Type: message`) on stderr.
 """
 
 import json
@@ -17,18 +19,45 @@ def client(kind, server):
 
         version = "v1" if kind == "chronos" else None
         return chronos.connect(server, scheduler_api_version=version)
+    if kind == "marathon":
+        import marathon
+
+        return marathon.MarathonClient(server)
     raise SystemExit(f"unknown client kind {kind!r}")
 
 
+def plain(value):
+    """Model objects as the JSON the client would send; bytes as text."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if hasattr(value, "to_json"):
+        return json.loads(value.to_json(minimal=False))
+    return value
+
+
 def main():
-    kind, server, method = sys.argv[1:4]
+    kind, server, call = sys.argv[1:4]
     args = [json.loads(a) for a in sys.argv[4:]]
     try:
-        result = getattr(client(kind, server), method)(*args)
+        c = client(kind, server)
+        if call.isidentifier():
+            result = getattr(c, call)(*args)
+        else:
+            scope = {"c": c, "A": args}
+            if kind == "marathon":
+                import marathon.models
+
+                scope.update(vars(marathon.models))
+            result = eval(call, scope)
+        out = json.dumps(plain(result))
     except Exception as e:  # the test asserts on the client's own error
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(3)
-    print(json.dumps(result))
+    print(out)
 
 
 main()

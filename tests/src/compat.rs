@@ -5,9 +5,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// `client.<method>(*args)` of client `kind` (`chronos`, `chronos2`) against `server`: its
-/// result, or the client's exception as `Type: message`.
-pub fn call(kind: &str, server: &str, method: &str, args: &[Value]) -> Result<Value, String> {
+/// `client.<call>(*args)` — or, if `call` is not a name, the Python expression `call` over
+/// `c` (the client) and `A` (the arguments) — of client `kind` (`chronos`, `chronos2`,
+/// `marathon`) against `server`: its result as JSON, or the client's exception as
+/// `Type: message`.
+pub fn call(kind: &str, server: &str, call: &str, args: &[Value]) -> Result<Value, String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let libs = format!("{root}/.python");
     assert!(
@@ -16,9 +18,10 @@ pub fn call(kind: &str, server: &str, method: &str, args: &[Value]) -> Result<Va
     );
     let out = Command::new("python3")
         .arg(format!("{root}/python/client.py"))
-        .args([kind, server, method])
+        .args([kind, server, call])
         .args(args.iter().map(Value::to_string))
-        .env("PYTHONPATH", &libs)
+        // The clients, and the Python 3.10+ workaround marathon-python needs.
+        .env("PYTHONPATH", format!("{libs}:{root}/python"))
         .output()
         .expect("python3 runs");
     let (stdout, stderr) = (
@@ -26,9 +29,11 @@ pub fn call(kind: &str, server: &str, method: &str, args: &[Value]) -> Result<Va
         String::from_utf8_lossy(&out.stderr),
     );
     match out.status.code() {
-        Some(0) => Ok(serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("{method}: {e}: {stdout}"))),
+        Some(0) => {
+            Ok(serde_json::from_str(stdout.trim())
+                .unwrap_or_else(|e| panic!("{call}: {e}: {stdout}")))
+        }
         Some(3) => Err(stderr.trim().to_owned()),
-        _ => panic!("client.py {kind} {method} failed: {stderr}"),
+        _ => panic!("client.py {kind} {call} failed: {stderr}"),
     }
 }

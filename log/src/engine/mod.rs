@@ -33,7 +33,7 @@ use tracing::{error, info, warn};
 pub use clock::{Clock, ManualClock, SystemClock};
 use store::Chunks;
 pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, SEGMENT_BYTES};
-pub use subscribe::Subscription;
+pub use subscribe::{Follow, Subscription};
 
 use crate::codec::{self, ChainCheck, Frames, Header, FORMAT};
 use crate::error::{Error, Result};
@@ -857,6 +857,11 @@ impl Log {
     /// Follows the log from `from`: catches up from storage, then tails live appends.
     pub fn subscribe(&self, from: Offset) -> Result<Subscription> {
         Subscription::new(self.clone(), from)
+    }
+
+    /// Follows the log from `from` without ever ending for lagging (see [`Follow`]).
+    pub fn follow(&self, from: Offset) -> Result<Follow> {
+        Follow::new(self.clone(), from)
     }
 
     /// Finishes every append queued so far, stops the Raft member and makes everything

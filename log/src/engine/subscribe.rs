@@ -127,6 +127,38 @@ impl Subscription {
     }
 }
 
+/// A subscription for a reader that may fall behind and must not stop: when it lags it goes
+/// on from storage where it stopped (a new subscription), so its reader sees every record in
+/// order, once, however slow it is.
+#[derive(Debug)]
+pub struct Follow {
+    subscription: Subscription,
+}
+
+impl Follow {
+    pub(super) fn new(log: Log, from: Offset) -> Result<Self> {
+        Ok(Self {
+            subscription: Subscription::new(log, from)?,
+        })
+    }
+
+    /// The next record; `None` once the log is closed and everything durable was yielded.
+    pub async fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            match self.subscription.next().await? {
+                Err(Error::Lagged { resume_from, .. }) => {
+                    let from = Offset::new(resume_from).expect("positions start at 1");
+                    match Subscription::new(self.subscription.log.clone(), from) {
+                        Ok(s) => self.subscription = s,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                other => return Some(other),
+            }
+        }
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.log.shared.subscribers.fetch_sub(1, Ordering::AcqRel);
