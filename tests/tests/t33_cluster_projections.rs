@@ -27,10 +27,11 @@ fn offset_of(state: &str) -> u64 {
 #[test]
 fn leader_and_followers_hold_byte_identical_projections() {
     // Snapshots every 20 raft entries: the member that misses the appends can only catch up
-    // from a snapshot, fetching the events it lacks. The built-in apps scheduler is off: the
-    // synthetic history's apps would otherwise keep it appending while states are compared.
+    // from a snapshot, fetching the events it lacks. The built-in schedulers are off: the
+    // synthetic history's apps and jobs would otherwise keep them appending (as the jobs fall
+    // due, whenever that is) while states are compared.
     let mut m = Masters::on_loopback(3)
-        .with_config("[log]\nsnapshot-every = 20\nkept-after-snapshot = 0\n[projections]\ncheckpoint-every = 500\n[apps]\nenabled = false\n");
+        .with_config("[log]\nsnapshot-every = 20\nkept-after-snapshot = 0\n[projections]\ncheckpoint-every = 500\n[apps]\nenabled = false\n[jobs]\nenabled = false\n");
     for i in 0..3 {
         m.start(i, 3);
     }
