@@ -20,7 +20,20 @@ fi
 # The compatibility tests drive the real Python clients (versions from compat-surface.md).
 step "Python clients"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tests/.python \
-  --upgrade chronos-python==1.2.1 marathon==0.13.0 marathon-deploy==3.0.2
+  --upgrade chronos-python==1.2.1 marathon==0.13.0 marathon-deploy==3.0.2 avmesos-cli==1.0.0
+# pymesos 0.3.15 needs http-parser, whose C extension no longer builds on Python 3.11
+# (compat-surface.md, section e): pymesos without it, and http-parser's own pure-Python parser.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tests/.python \
+  --upgrade --no-deps pymesos==0.3.15 six addict
+if [ ! -f tests/.python/http_parser/pyparser.py ]; then
+  sdist=$(mktemp -d)
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$sdist" http-parser==0.9.0
+  tar xzf "$sdist"/http-parser-0.9.0.tar.gz -C "$sdist"
+  mkdir -p tests/.python/http_parser
+  cp "$sdist"/http-parser-0.9.0/http_parser/*.py tests/.python/http_parser/
+  rm -rf "$sdist"
+fi
 
 # The Docker tests run images built here from Debian's busybox-static (no registry is
 # reachable), and a volume plugin written in Python.

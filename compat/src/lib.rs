@@ -1,8 +1,9 @@
 //! `cairn-compat`: the Marathon `/v2`, Chronos `/scheduler` and Mesos master/agent HTTP APIs,
 //! so that existing clients work against cairn unchanged.
 //!
-//! **Status.** Chronos' REST API ([`chronos`]) and Marathon's ([`marathon`]); Mesos' follows
-//! (issue #9).
+//! **Status.** Chronos' REST API ([`chronos`]), Marathon's ([`marathon`]) and the Mesos
+//! master's read endpoints ([`mesos`]) and its v1 scheduler API ([`mesos_scheduler`]); the
+//! operator API and the agent's endpoints follow (#9).
 //!
 //! **Boundary.** HTTP translation only. Reads come from the live projections; every write goes
 //! through the same [`Runner`] calls as the GraphQL mutations, with the caller as the actor
@@ -29,6 +30,8 @@ use serde_json::Value;
 pub mod chronos;
 pub mod marathon;
 pub mod marathon_events;
+pub mod mesos;
+pub mod mesos_scheduler;
 
 /// Largest request body accepted (a job or an app definition).
 pub const MAX_BODY: usize = 1 << 20;
@@ -38,16 +41,20 @@ pub(crate) struct Compat {
     projector: Projector,
     runner: Runner,
     log: Log,
+    sessions: mesos_scheduler::Sessions,
 }
 
 /// The compatible APIs over a projector, the runner and the log (for who leads).
 pub fn router(projector: Projector, runner: Runner, log: Log) -> Router {
     chronos::routes()
         .merge(marathon::routes())
+        .merge(mesos::routes())
+        .merge(mesos_scheduler::routes())
         .with_state(Compat {
             projector,
             runner,
             log,
+            sessions: mesos_scheduler::Sessions::default(),
         })
 }
 
@@ -61,6 +68,18 @@ pub(crate) struct Failure {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+/// The leading master's address: this one's as the client reached it (`Host`), or the
+/// other's; `None` while no leader is known.
+pub(crate) fn leader_address(log: &Log, headers: &axum::http::HeaderMap) -> Option<String> {
+    match log.leader_elsewhere() {
+        Some(other) => other,
+        None => headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned),
     }
 }
 

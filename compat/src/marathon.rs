@@ -434,19 +434,8 @@ async fn ping(headers: HeaderMap) -> Response {
     }
 }
 
-/// This master's address as the client reached it, or the leader's.
-fn leader_address(c: &Compat, headers: &HeaderMap) -> Option<String> {
-    match c.log.leader_elsewhere() {
-        Some(other) => other,
-        None => headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned),
-    }
-}
-
 async fn info(State(c): State<Compat>, headers: HeaderMap) -> Response {
-    let leader = leader_address(&c, &headers);
+    let leader = crate::leader_address(&c.log, &headers);
     let port = leader
         .as_deref()
         .and_then(|l| l.rsplit_once(':'))
@@ -471,7 +460,7 @@ async fn info(State(c): State<Compat>, headers: HeaderMap) -> Response {
 }
 
 async fn leader(State(c): State<Compat>, headers: HeaderMap) -> Result<Response, Failure> {
-    match leader_address(&c, &headers) {
+    match crate::leader_address(&c.log, &headers) {
         Some(leader) => Ok(json_of(json!({ "leader": leader }))),
         None => Err(message(
             StatusCode::NOT_FOUND,

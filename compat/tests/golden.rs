@@ -3,14 +3,19 @@
 //! about jobs every Chronos read is rendered (`jobs`, `job/stat`, `stats`, `graph/csv`,
 //! `graph/dot`); after each about apps, tasks or deployments every Marathon read (apps with
 //! everything embedded, tasks, deployments, the queue, the root group) and the record's
-//! Marathon events. Regenerate deliberately with `CAIRN_UPDATE_GOLDEN=1`.
+//! Marathon events; after each about agents, frameworks, offers or tasks the Mesos master's
+//! (`state`, `state-summary`, `metrics/snapshot`). Regenerate deliberately with
+//! `CAIRN_UPDATE_GOLDEN=1`.
 
 use std::path::PathBuf;
 
 use cairn_compat::chronos::{graph_csv, job_json, stat_json, stats_json};
 use cairn_compat::marathon::{app_json, deployment_json, group_json, queue_json, task_json, Embed};
 use cairn_compat::marathon_events::marathon_events;
+use cairn_compat::mesos::{metrics_json, state_json, summary_json};
+use cairn_compat::mesos_scheduler::{reconcile, scheduler_events};
 use cairn_log::event::Event;
+use cairn_log::event::FrameworkId;
 use cairn_log::Record;
 use cairn_projections::{Fold, State};
 use serde_json::{json, Value};
@@ -97,6 +102,56 @@ fn marathon_reads_of_the_golden_log_keep_their_shape() {
         }
     }
     check("marathon", &snapshots);
+}
+
+#[test]
+fn mesos_reads_of_the_golden_log_keep_their_shape() {
+    let mut state = State::default();
+    let mut snapshots = Vec::new();
+    for record in golden_records() {
+        state.apply(&record);
+        let about_the_cluster = matches!(
+            record.event,
+            Event::AgentRegistered(_)
+                | Event::AgentReregistered(_)
+                | Event::AgentDisconnected(_)
+                | Event::AgentLost(_)
+                | Event::AgentRemoved(_)
+                | Event::FrameworkRegistered(_)
+                | Event::FrameworkRemoved(_)
+                | Event::OffersMade(_)
+                | Event::OfferAccepted(_)
+                | Event::TaskLaunched(_)
+                | Event::TaskStatusUpdated(_)
+        );
+        if about_the_cluster {
+            let leader = Some("127.0.0.1:5050");
+            snapshots.push(json!({
+                "after": record.offset.get(),
+                "state": state_json(&state, leader),
+                "state-summary": summary_json(&state, leader),
+                "metrics/snapshot": metrics_json(&state, true),
+            }));
+        }
+    }
+    check("mesos", &snapshots);
+}
+
+#[test]
+fn the_scheduler_api_events_of_the_golden_log_keep_their_shape() {
+    let framework = FrameworkId::new("fw-ext").unwrap();
+    let mut state = State::default();
+    let mut offered = std::collections::BTreeSet::new();
+    let mut events = Vec::new();
+    for record in golden_records() {
+        state.apply(&record);
+        for event in scheduler_events(&state, &framework, &record, &mut offered) {
+            events.push(json!({ "after": record.offset.get(), "event": event }));
+        }
+    }
+    let tasks: Vec<_> = state.tasks.tasks.keys().cloned().collect();
+    events.push(json!({ "reconcile": reconcile(&state, &framework, &tasks) }));
+    check("mesos_scheduler", &events);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! reconciliation, lost agents, command routing), one-off task placement, the allocator (DRF
 //! offers to every framework), the apps scheduler (Marathon semantics, a built-in framework
 //! that takes offers: [`apps`], its placement [`constraints`] and the changes that start
-//! [`deployments`]), and (with the jobs issue) the jobs scheduler.
+//! [`deployments`]), the jobs scheduler ([`jobs`], Chronos semantics) and external
+//! frameworks' calls ([`external`], Mesos' scheduler API).
 //!
 //! **Boundary.** Depends on `cairn-projections` and `cairn-log` (its vocabulary, the agent
 //! protocol's shapes, and the engine for the runner); nothing here serves HTTP: the binary
@@ -19,6 +20,7 @@ pub mod apps;
 pub mod chronos;
 pub mod constraints;
 pub mod deployments;
+pub mod external;
 pub mod framework;
 pub mod jobs;
 mod json;

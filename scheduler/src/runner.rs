@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cairn_log::engine::{Clock, Log};
 use cairn_log::event::{
-    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, JobName, JobSpec, Principal, RunId,
-    TaskId, TaskKillRequested, Term, Timestamp,
+    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, FrameworkId, JobName, JobSpec,
+    Principal, RunId, TaskId, TaskKillRequested, Term, Timestamp,
 };
 use cairn_log::protocol::{
     Ack, Command, Envelope, KnownTask, Register, Registered, StatusUpdate, MAX_UPDATES_PER_POST,
@@ -28,6 +28,7 @@ use crate::agents::{self, Router, StatusOutcome};
 use crate::allocator::{self, AllocatorConfig};
 use crate::apps;
 use crate::deployments::{self, Change, Put, Refusal};
+use crate::external;
 use crate::jobs;
 use crate::tasks::{self, sanitize, PlaceError, TaskRequest};
 
@@ -839,6 +840,39 @@ impl Runner {
         .await
     }
 
+    /// An external framework subscribes (Mesos' `SUBSCRIBE`); returns its id, minted when it
+    /// is new.
+    pub async fn subscribe_framework(
+        &self,
+        actor: Actor,
+        info: external::FrameworkInfo,
+        id: Option<FrameworkId>,
+    ) -> Result<FrameworkId> {
+        let minted = FrameworkId::new(deployment_id().as_str())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let (_, id) = self
+            .write(|state| {
+                let (id, events) = external::subscribe(state, info, id, minted)?;
+                Ok(Decision::new(actor, events, id))
+            })
+            .await?;
+        self.inner.nudge.notify_one();
+        Ok(id)
+    }
+
+    /// A call of a subscribed external framework (accept, decline, revive, …).
+    pub async fn framework_call(
+        &self,
+        actor: Actor,
+        id: FrameworkId,
+        call: external::Call,
+    ) -> Result<()> {
+        self.write(|state| Ok(Decision::to_log(actor, external::decide(state, &id, call)?)))
+            .await?;
+        self.inner.nudge.notify_one();
+        Ok(())
+    }
+
     /// Appends a change to jobs, decided at this master's time, and prompts the scheduler.
     async fn change_jobs<T>(
         &self,
@@ -1144,6 +1178,7 @@ impl Runner {
                         }
                     }
                     events.extend(agents::lose(state, now, timeout, since_at));
+                    events.extend(external::expired(state, now, since_at));
                     Ok(Decision::to_log(actor, events))
                 })
                 .await;

@@ -1,0 +1,137 @@
+//! The Mesos master's read endpoints against `cairn dev` with its agent and an app running:
+//! the real avmesos-cli (1.0.0) lists agents, frameworks and tasks; the v0 JSON the Mesos UIs
+//! and mesos.cli read is checked field by field (`/master/state.json`, `/master/tasks`,
+//! `/master/slaves`, `/master/frameworks/`, `/metrics/snapshot`, `/version`, `/health`,
+//! `/master/redirect`).
+
+use cairn_tests::agent::cli;
+use cairn_tests::dev::Dev;
+use serde_json::Value;
+
+fn get(dev: &Dev, path: &str) -> Value {
+    let (status, body) = dev.http("GET", path, "");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// `mesos-cli <args>` (avmesos-cli) with a config naming `master`: its output.
+fn mesos_cli(config: &std::path::Path, args: &[&str]) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "avmesos.cli.mesos-cli"])
+        .args(args)
+        .env("PYTHONPATH", format!("{root}/.python"))
+        .env("MESOS_CLI_CONFIG", config)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mesos-cli {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn mesos_tools_read_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        None,
+        &["--cpus", "2", "--mem", "1024", "--ports", "32500-32599"],
+    );
+    let masters = [dev.addr()];
+    let app = dir.path().join("app.json");
+    std::fs::write(
+        &app,
+        r#"{"id": "/mesos/sleeper", "cmd": "sleep 1000", "cpus": 0.1, "mem": 32, "instances": 2}"#,
+    )
+    .unwrap();
+    cli(
+        &masters,
+        &["app", "apply", "-f", app.to_str().unwrap(), "--wait"],
+        0,
+    );
+
+    // Mesos' v0 JSON.
+    let version = get(&dev, "/version");
+    let numeric = version["version"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .all(|p| p.parse::<u32>().is_ok());
+    assert!(numeric, "pymesos parses it with int(): {version}");
+    let (status, body) = dev.http("GET", "/health", "");
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    let state = get(&dev, "/master/state.json");
+    let slave = &state["slaves"][0];
+    assert!(
+        slave["pid"]
+            .as_str()
+            .unwrap()
+            .starts_with("slave(1)@127.0.0.1:"),
+        "{slave}"
+    );
+    assert_eq!(slave["resources"]["cpus"], 2.0);
+    assert_eq!(slave["used_resources"]["cpus"], 0.2, "{slave}");
+    let apps = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "cairn-apps")
+        .expect("the apps framework");
+    let tasks = apps["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for task in tasks {
+        assert_eq!(task["state"], "TASK_RUNNING");
+        assert_eq!(task["resources"]["mem"], 32.0);
+        let statuses: Vec<&Value> = task["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["state"])
+            .collect();
+        assert_eq!(
+            statuses.last().unwrap().as_str(),
+            Some("TASK_RUNNING"),
+            "oldest first"
+        );
+        assert!(task["statuses"][0]["timestamp"].is_f64(), "{task}");
+    }
+
+    let listed = get(&dev, "/master/tasks?order=asc&limit=-1");
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 2);
+    let one = get(&dev, "/master/tasks?limit=1");
+    assert_eq!(one["tasks"].as_array().unwrap().len(), 1);
+    let (status, body) = dev.http("GET", "/master/tasks?limit=lots", "");
+    assert_eq!(status, 400, "{body}");
+    let slaves = get(&dev, "/slaves");
+    assert_eq!(slaves["slaves"].as_array().unwrap().len(), 1);
+    let frameworks = get(&dev, "/master/frameworks/?framework_id=cairn-apps");
+    assert_eq!(frameworks["frameworks"].as_array().unwrap().len(), 1);
+    let metrics = get(&dev, "/metrics/snapshot");
+    assert_eq!(metrics["master/elected"], 1.0);
+    assert_eq!(metrics["master/tasks_running"], 2.0);
+    assert_eq!(metrics["master/slaves_active"], 1.0);
+    let summary = get(&dev, "/master/state-summary");
+    assert_eq!(summary["slaves"][0]["TASK_RUNNING"], 2, "{summary}");
+
+    let (status, _) = dev.http("GET", "/master/redirect", "");
+    assert_eq!(status, 307);
+
+    // The real avmesos-cli.
+    let config = dir.path().join("mesos.toml");
+    std::fs::write(&config, format!("[master]\naddress = \"{}\"\n", dev.addr())).unwrap();
+    let agents = mesos_cli(&config, &["agent", "list"]);
+    let agent_id = slave["id"].as_str().unwrap();
+    assert!(agents.contains(agent_id), "{agents}");
+    let frameworks = mesos_cli(&config, &["framework", "list"]);
+    assert!(frameworks.contains("cairn-apps"), "{frameworks}");
+    let listed = mesos_cli(&config, &["task", "list"]);
+    for task in tasks {
+        assert!(listed.contains(task["id"].as_str().unwrap()), "{listed}");
+    }
+    dev.stop();
+}
