@@ -143,6 +143,7 @@ async fn run(
             projector.clone(),
             runner.clone(),
             log.clone(),
+            shutdown.clone(),
         ))
         .merge(cairn_graphql::router(projector, log.clone(), runner))
         .merge(log.peer_routes());

@@ -2,8 +2,8 @@
 //! so that existing clients work against cairn unchanged.
 //!
 //! **Status.** Chronos' REST API ([`chronos`]), Marathon's ([`marathon`]) and the Mesos
-//! master's read endpoints ([`mesos`]) and its v1 scheduler API ([`mesos_scheduler`]); the
-//! operator API and the agent's endpoints follow (#9).
+//! master's read endpoints ([`mesos`]), its v1 scheduler API ([`mesos_scheduler`]) and operator
+//! API ([`mesos_operator`]); the agent's endpoints follow (#9).
 //!
 //! **Boundary.** HTTP translation only. Reads come from the live projections; every write goes
 //! through the same [`Runner`] calls as the GraphQL mutations, with the caller as the actor
@@ -22,15 +22,18 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use cairn_log::engine::Log;
+use cairn_log::engine::{Follow, Log};
+use cairn_log::{Offset, Record};
 use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 pub mod chronos;
 pub mod marathon;
 pub mod marathon_events;
 pub mod mesos;
+pub mod mesos_operator;
 pub mod mesos_scheduler;
 
 /// Largest request body accepted (a job or an app definition).
@@ -42,19 +45,52 @@ pub(crate) struct Compat {
     runner: Runner,
     log: Log,
     sessions: mesos_scheduler::Sessions,
+    /// The master is stopping: streams end, so that they never hold up its graceful stop.
+    stop: CancellationToken,
 }
 
-/// The compatible APIs over a projector, the runner and the log (for who leads).
-pub fn router(projector: Projector, runner: Runner, log: Log) -> Router {
+impl Compat {
+    /// Follows the log from `from` until the master stops.
+    pub(crate) fn follow(&self, from: u64) -> cairn_log::Result<Following> {
+        Ok(Following {
+            follow: self
+                .log
+                .follow(Offset::new(from).expect("offsets start at 1"))?,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+/// A log subscription that ends when the master stops.
+pub(crate) struct Following {
+    follow: Follow,
+    stop: CancellationToken,
+}
+
+impl Following {
+    /// The next record; `None` once the master stops or the log closes.
+    pub(crate) async fn next(&mut self) -> Option<cairn_log::Result<Record>> {
+        tokio::select! {
+            () = self.stop.cancelled() => None,
+            record = self.follow.next() => record,
+        }
+    }
+}
+
+/// The compatible APIs over a projector, the runner and the log (for who leads, and for the
+/// streams); their streams end when `stop` is cancelled.
+pub fn router(projector: Projector, runner: Runner, log: Log, stop: CancellationToken) -> Router {
     chronos::routes()
         .merge(marathon::routes())
         .merge(mesos::routes())
         .merge(mesos_scheduler::routes())
+        .merge(mesos_operator::routes())
         .with_state(Compat {
             projector,
             runner,
             log,
             sessions: mesos_scheduler::Sessions::default(),
+            stop,
         })
 }
 

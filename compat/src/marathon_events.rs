@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as Sse, KeepAlive};
 use axum::response::{IntoResponse, Response};
 use cairn_log::event::{wire, Event, Principal, TaskOwner};
-use cairn_log::{Offset, Record};
+use cairn_log::Record;
 use cairn_projections::apps::Deployment;
 use cairn_projections::State as Cluster;
 use cairn_scheduler::marathon::to_marathon;
@@ -163,13 +163,10 @@ pub(crate) async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let from = resume.map_or(c.log.head() + 1, |last| last + 1);
-    let follow = c
-        .log
-        .follow(Offset::new(from).expect("from 1"))
-        .map_err(|e| Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: json!({ "message": e.to_string() }),
-        })?;
+    let follow = c.follow(from).map_err(|e| Failure {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        body: json!({ "message": e.to_string() }),
+    })?;
     let projector = c.projector.clone();
     let events = futures_util::stream::unfold(
         (follow, projector, wanted, std::collections::VecDeque::new()),

@@ -30,7 +30,7 @@ use cairn_log::event::{
     Event, FrameworkId, OfferId, PortMapping, PortRange, Resources, StatusSource, TaskId, TaskSpec,
     TaskState, TaskStatusUpdated, Timestamp,
 };
-use cairn_log::{Offset, Record};
+use cairn_log::Record;
 use cairn_projections::State as Cluster;
 use cairn_scheduler::external::{Call, FrameworkInfo, Launch};
 use cairn_scheduler::runner::Error;
@@ -564,9 +564,18 @@ pub fn scheduler_events(
     }
 }
 
-fn record_io(event: &Value) -> Bytes {
+/// One RecordIO record: the JSON's length in bytes, a newline, the JSON.
+pub(crate) fn record_io(event: &Value) -> Bytes {
     let json = event.to_string();
     Bytes::from(format!("{}\n{json}", json.len()))
+}
+
+/// Ticks every [`HEARTBEAT_SECS`], the first one interval from now.
+pub(crate) fn heartbeats() -> tokio::time::Interval {
+    tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
+        Duration::from_secs(HEARTBEAT_SECS),
+    )
 }
 
 /// Marks the framework disconnected when its stream ends, unless a newer stream took over.
@@ -644,7 +653,6 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         Ok(id) => id,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("framework_id: {e}")),
     };
-    let from = c.log.head() + 1;
     let id = match c
         .runner
         .subscribe_framework(actor.clone(), info_parsed, requested)
@@ -653,10 +661,14 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         Ok(id) => id,
         Err(e) => return refused(e),
     };
+    // 128 random bits (each `RandomState` is seeded afresh by the standard library).
     let stream_id = {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(from);
-        format!("{:016x}{:016x}", h.finish(), from)
+        let random = || {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(c.log.head());
+            h.finish()
+        };
+        format!("{:016x}{:016x}", random(), random())
     };
     let (tx, rx) = mpsc::channel(OUT_OF_BAND);
     // A newer subscription replaces the older: its sender goes, and its stream ends.
@@ -667,13 +679,9 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
             out: tx,
         },
     );
-    let follow = match c.log.follow(Offset::new(from).expect("from 1")) {
-        Ok(f) => f,
-        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
     let mut first = VecDeque::new();
     let mut offered = BTreeSet::new();
-    {
+    let from = {
         let state = c.projector.current().await;
         let leader = c.log.leader_elsewhere().is_none();
         first.push_back(json!({ "type": "SUBSCRIBED", "subscribed": {
@@ -695,17 +703,20 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         if !offers.is_empty() {
             first.push_back(json!({ "type": "OFFERS", "offers": { "offers": offers } }));
         }
-    }
+        // The stream goes on exactly after the state these came from.
+        state.offset + 1
+    };
+    let follow = match c.follow(from) {
+        Ok(f) => f,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     let guard = Disconnect {
         c: c.clone(),
         framework: id.clone(),
         stream_id: stream_id.clone(),
         actor,
     };
-    let heartbeat = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
-        Duration::from_secs(HEARTBEAT_SECS),
-    );
+    let heartbeat = heartbeats();
     let stream = futures_util::stream::unfold(
         (follow, rx, heartbeat, first, offered, guard),
         |(mut follow, mut rx, mut heartbeat, mut ready, mut offered, guard)| async move {

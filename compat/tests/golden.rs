@@ -13,6 +13,7 @@ use cairn_compat::chronos::{graph_csv, job_json, stat_json, stats_json};
 use cairn_compat::marathon::{app_json, deployment_json, group_json, queue_json, task_json, Embed};
 use cairn_compat::marathon_events::marathon_events;
 use cairn_compat::mesos::{metrics_json, state_json, summary_json};
+use cairn_compat::mesos_operator::operator_events;
 use cairn_compat::mesos_scheduler::{reconcile, scheduler_events};
 use cairn_log::event::Event;
 use cairn_log::event::FrameworkId;
@@ -152,6 +153,20 @@ fn the_scheduler_api_events_of_the_golden_log_keep_their_shape() {
     let tasks: Vec<_> = state.tasks.tasks.keys().cloned().collect();
     events.push(json!({ "reconcile": reconcile(&state, &framework, &tasks) }));
     check("mesos_scheduler", &events);
+}
+
+#[test]
+fn the_operator_api_of_the_golden_log_keeps_its_shape() {
+    let mut state = State::default();
+    let mut events = Vec::new();
+    for record in golden_records() {
+        state.apply(&record);
+        for event in operator_events(&state, &record) {
+            events.push(json!({ "after": record.offset.get(), "event": event }));
+        }
+    }
+    events.push(json!({ "get_state": cairn_compat::mesos_operator::state_json(&state) }));
+    check("mesos_operator", &events);
 }
 
 #[test]

@@ -3,7 +3,8 @@
     python3 client.py KIND SERVER CALL [JSON-ARG ...]
 
 KIND: `chronos` (chronos-python, Chronos 3 paths `/v1/scheduler`), `chronos2` (the same
-client on Chronos 2 paths, where updates are PUT), `marathon` (marathon-python). CALL is a
+client on Chronos 2 paths, where updates are PUT), `marathon` (marathon-python),
+`mesos-operator` (pymesos' operator driver, SERVER as HOST:PORT). CALL is a
 method name, called with the JSON arguments, or a Python expression over `c` (the client),
 `A` (the arguments) and marathon-python's models. Exit code 0 with the result on stdout, or 3
 with the client's exception (`Type: message`) on stderr.
@@ -23,6 +24,10 @@ def client(kind, server):
         import marathon
 
         return marathon.MarathonClient(server)
+    if kind == "mesos-operator":
+        from pymesos import MesosOperatorMasterDriver
+
+        return MesosOperatorMasterDriver(server)
     raise SystemExit(f"unknown client kind {kind!r}")
 
 

@@ -2,7 +2,8 @@
 //! the real avmesos-cli (1.0.0) lists agents, frameworks and tasks; the v0 JSON the Mesos UIs
 //! and mesos.cli read is checked field by field (`/master/state.json`, `/master/tasks`,
 //! `/master/slaves`, `/master/frameworks/`, `/metrics/snapshot`, `/version`, `/health`,
-//! `/master/redirect`).
+//! `/master/redirect`); pymesos' operator driver reads the v1 operator API, whose `SUBSCRIBE`
+//! stream shows a task being added as it happens.
 
 use cairn_tests::agent::cli;
 use cairn_tests::dev::Dev;
@@ -133,5 +134,77 @@ fn mesos_tools_read_the_cluster() {
     for task in tasks {
         assert!(listed.contains(task["id"].as_str().unwrap()), "{listed}");
     }
+    // The v1 operator API, through pymesos' operator driver.
+    let operator = |call: &str| {
+        cairn_tests::compat::call("mesos-operator", &dev.addr(), call, &[])
+            .unwrap_or_else(|e| panic!("{call}: {e}"))
+    };
+    assert_eq!(operator("getHealth")["get_health"]["healthy"], true);
+    let agents = operator("getAgents");
+    assert_eq!(
+        agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"],
+        agent_id
+    );
+    let v1_tasks = operator("getTasks");
+    assert_eq!(v1_tasks["get_tasks"]["tasks"].as_array().unwrap().len(), 2);
+    let state = operator("getState");
+    let frameworks = state["get_state"]["get_frameworks"]["frameworks"]
+        .as_array()
+        .unwrap();
+    assert!(frameworks
+        .iter()
+        .any(|f| f["framework_info"]["id"]["value"] == "cairn-apps"));
+
+    // Its SUBSCRIBE stream: the state, then a task added by scaling the app.
+    let mut stream = Stream::subscribe(&dev.addr());
+    stream.until("\"SUBSCRIBED\"");
+    cli(
+        &masters,
+        &["app", "scale", "mesos/sleeper", "3", "--wait"],
+        0,
+    );
+    stream.until("\"TASK_ADDED\"");
     dev.stop();
+}
+
+/// An operator `SUBSCRIBE` stream, read as it comes.
+struct Stream {
+    socket: std::net::TcpStream,
+    seen: String,
+}
+
+impl Stream {
+    fn subscribe(addr: &str) -> Self {
+        use std::io::Write;
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let body = r#"{"type":"SUBSCRIBE"}"#;
+        write!(
+            socket,
+            "POST /api/v1 HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        Self {
+            socket,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `text` has come (each read waits at most a minute).
+    fn until(&mut self, text: &str) {
+        use std::io::Read;
+        let mut buf = [0u8; 65536];
+        while !self.seen.contains(text) {
+            let n = self
+                .socket
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {text}: {e}; seen {}", self.seen));
+            assert!(n > 0, "the stream ended before {text}: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        self.seen.clear();
+    }
 }
