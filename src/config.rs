@@ -158,6 +158,8 @@ impl Default for AgentsSection {
 pub struct MasterConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Also serve on this port (of the same address), where Marathon's tools look (8080).
+    pub marathon_port: Option<u16>,
     pub node_id: u64,
     /// The cluster's members (`id=host:port`); empty means this master alone.
     pub peers: Vec<String>,
@@ -175,6 +177,7 @@ impl Default for MasterConfig {
         Self {
             data_dir: PathBuf::from("./cairn-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            marathon_port: None,
             node_id: 1,
             peers: Vec::new(),
             log_format: LogFormat::Pretty,
@@ -229,6 +232,9 @@ pub struct CommonFlags {
     /// Address to serve on; `cairn dev` accepts loopback addresses only [default: 127.0.0.1:5050].
     #[arg(long, env = "CAIRN_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Also serve every API on this port of the listen address: Marathon's tools assume 8080.
+    #[arg(long, env = "CAIRN_MARATHON_PORT")]
+    pub marathon_port: Option<u16>,
     /// How to write logs [default: pretty].
     #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -264,6 +270,9 @@ impl MasterConfig {
         if let Some(v) = flags.listen {
             config.listen = v;
         }
+        if let Some(v) = flags.marathon_port {
+            config.marathon_port = Some(v);
+        }
         if let Some(v) = flags.log_format {
             config.log_format = v;
         }
@@ -286,6 +295,9 @@ impl MasterConfig {
                 "listen: cairn serves loopback only until authentication exists, got {}",
                 self.listen
             );
+        }
+        if self.marathon_port.is_some_and(|p| p == self.listen.port()) {
+            bail!("marathon-port: must differ from the listen port");
         }
         if self.node_id == 0 {
             bail!("node-id: must be at least 1");
@@ -449,6 +461,14 @@ mod tests {
             err.starts_with("listen: cairn serves loopback only"),
             "{err}"
         );
+
+        let file = write("marathon-port = 5050\n");
+        let flags = CommonFlags {
+            config: Some(file.path().to_owned()),
+            ..CommonFlags::default()
+        };
+        let err = MasterConfig::load(&flags).unwrap_err().to_string();
+        assert!(err.starts_with("marathon-port: must differ"), "{err}");
 
         let file = write("[log]\nqueue-dept = 3\n");
         let flags = CommonFlags {

@@ -148,6 +148,25 @@ async fn run(
         .merge(cairn_graphql::router(projector, log.clone(), runner))
         .merge(log.peer_routes());
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));
+    // Marathon's tools assume port 8080: the same APIs there too, when asked.
+    let marathon = match config.marathon_port {
+        Some(port) => {
+            let at = SocketAddr::new(config.listen.ip(), port);
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("marathon-port: cannot bind {at}"))?;
+            Some(tokio::spawn(
+                axum::serve(
+                    listener,
+                    app.clone()
+                        .into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+            ))
+        }
+        None => None,
+    };
     let server = tokio::spawn(
         axum::serve(
             listener,
@@ -175,6 +194,9 @@ async fn run(
     );
     let agent = agent.map(|agent| tokio::spawn(cairn_agent::run(agent, shutdown.clone())));
     server.await.context("server task")??;
+    if let Some(marathon) = marathon {
+        marathon.await.context("marathon-port server task")??;
+    }
     if let Some(agent) = agent {
         agent.await.context("agent task")??;
     }

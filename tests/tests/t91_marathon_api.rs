@@ -4,12 +4,14 @@
 //! its versions read; a Docker app (the nginx example) through the client's models; the queue, groups,
 //! info and leader read; conflicts and invalid apps refused Marathon's way, changing nothing;
 //! marathon-deploy's `--put`, `--scale` and `--instances`; every write audited as `marathon`.
+//! The clients use the master's `marathon-port`; raw checks its own port.
 
 use std::time::Duration;
 
 use cairn_tests::cluster::wait_until;
 use cairn_tests::compat::call;
 use cairn_tests::dev::Dev;
+use cairn_tests::free_port;
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -79,22 +81,29 @@ fn marathon_deploy(server: &str, args: &[&str]) -> (i32, String) {
 #[test]
 fn marathon_python_and_marathon_deploy_manage_apps_on_cairn() {
     let dir = tempfile::tempdir().unwrap();
+    // The clients talk to the extra port Marathon's tools expect (`marathon-port`); the raw
+    // checks below use the master's own.
+    let marathon_port = free_port();
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(&config, format!("marathon-port = {marathon_port}\n")).unwrap();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
-        None,
+        Some(&config),
         &["--cpus", "4", "--mem", "2048", "--ports", "32400-32499"],
     );
     // Containers outlive their agent: a run of this test that failed leaves its own behind.
     remove_containers("cairn-compat-nginx.");
-    let url = format!("http://{}", dev.addr());
+    let at = format!("127.0.0.1:{marathon_port}");
+    let url = format!("http://{at}");
     let server = url.as_str();
 
     assert_eq!(marathon(server, "c.ping()", &[]), json!("\"pong\""));
     let info = marathon(server, "c.get_info()", &[]);
     assert_eq!(info["name"], "marathon");
+    // The leader, as reached: here, this master on its Marathon port.
     assert_eq!(
         marathon(server, "c.get_leader()", &[]),
-        json!({"leader": dev.addr()})
+        json!({ "leader": at })
     );
 
     // Created: 201 with the app, which the client reads into its model.
