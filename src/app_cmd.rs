@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{failed, graphql, runtime, Output};
+use crate::query_cmd::{failed, graphql, object, runtime, Output};
 
 /// How often `--wait` looks at the deployment again.
 const POLL: Duration = Duration::from_millis(250);
@@ -378,7 +378,7 @@ async fn list(masters: &Masters, output: Output) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(masters: &Masters, id: &str, output: Output) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let app = match object(
         masters,
         "query($id: String!) { app(id: $id) { id instances version tasksRunning tasksHealthy \
          tasks { id state healthy agentId ports version } \
@@ -386,16 +386,15 @@ async fn status(masters: &Masters, id: &str, output: Output) -> anyhow::Result<E
          waiting { instancesToLaunch backoffUntil heldByDeployment unplaceable } \
          lastTaskFailure { taskId state message at } } }",
         json!({ "id": id }),
+        "app",
+        &format!("app {id}"),
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let app = &response["data"]["app"];
-    if app.is_null() {
-        eprintln!("error: app {id} does not exist");
-        return Ok(ExitCode::from(2));
-    }
+    .await?
+    {
+        Ok(value) => value,
+        Err(code) => return Ok(code),
+    };
+    let app = &app;
     if let Output::Json = output {
         println!("{app}");
         return Ok(ExitCode::SUCCESS);
@@ -471,22 +470,15 @@ async fn status(masters: &Masters, id: &str, output: Output) -> anyhow::Result<E
 }
 
 async fn versions(masters: &Masters, id: &str) -> anyhow::Result<Result<Vec<Value>, ExitCode>> {
-    let response = graphql(
+    let app = object(
         masters,
         "query($id: String!) { app(id: $id) { versions { version offset change } } }",
         json!({ "id": id }),
+        "app",
+        &format!("app {id}"),
     )
     .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(Err(code));
-    }
-    match response["data"]["app"]["versions"].as_array() {
-        Some(v) => Ok(Ok(v.clone())),
-        None => {
-            eprintln!("error: app {id} does not exist");
-            Ok(Err(ExitCode::from(2)))
-        }
-    }
+    Ok(app.map(|app| app["versions"].as_array().cloned().unwrap_or_default()))
 }
 
 async fn history(masters: &Masters, id: &str, output: Output) -> anyhow::Result<ExitCode> {

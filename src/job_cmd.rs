@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::app_cmd::read_definition;
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{failed, graphql, runtime, Output};
+use crate::query_cmd::{failed, graphql, object, runtime, Output};
 
 /// How often `run --wait` looks at the run again.
 const POLL: Duration = Duration::from_millis(250);
@@ -233,7 +233,7 @@ async fn list(masters: &Masters, output: Output) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(masters: &Masters, name: &str, output: Output) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let job = match object(
         masters,
         "query($n: String!) { job(name: $n) { name schedule scheduleTimeZone parents children \
          command owner disabled epsilonSeconds retries concurrency nextDue(count: 3) \
@@ -241,16 +241,15 @@ async fn status(masters: &Masters, name: &str, output: Output) -> anyhow::Result
          activeRuns { id scheduledFor attempts { attempt taskId startedAt } } \
          missed { scheduledFor reason } durations { count p50 p90 p99 max } } }",
         json!({ "n": name }),
+        "job",
+        &format!("job {name}"),
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let job = &response["data"]["job"];
-    if job.is_null() {
-        eprintln!("error: job {name} does not exist");
-        return Ok(ExitCode::from(2));
-    }
+    .await?
+    {
+        Ok(value) => value,
+        Err(code) => return Ok(code),
+    };
+    let job = &job;
     if let Output::Json = output {
         println!("{job}");
         return Ok(ExitCode::SUCCESS);
@@ -382,22 +381,21 @@ async fn runs(
     last: u32,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let job = match object(
         masters,
         "query($n: String!, $l: Int!) { job(name: $n) { history(last: $l) { id scheduledFor \
          cause triggeredAt outcome finishedAt message attempts { attempt taskId startedAt \
          retryReason } } } }",
         json!({ "n": name, "l": last }),
+        "job",
+        &format!("job {name}"),
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let job = &response["data"]["job"];
-    if job.is_null() {
-        eprintln!("error: job {name} does not exist");
-        return Ok(ExitCode::from(2));
-    }
+    .await?
+    {
+        Ok(value) => value,
+        Err(code) => return Ok(code),
+    };
+    let job = &job;
     let mut out = std::io::stdout().lock();
     for run in job["history"].as_array().into_iter().flatten() {
         match output {
@@ -430,20 +428,19 @@ async fn logs(
     run: Option<String>,
     stderr: bool,
 ) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let job = match object(
         masters,
         "query($n: String!) { job(name: $n) { history(last: 500) { id task { id } } } }",
         json!({ "n": name }),
+        "job",
+        &format!("job {name}"),
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let history = response["data"]["job"]["history"].as_array().cloned();
-    let Some(history) = history else {
-        eprintln!("error: job {name} does not exist");
-        return Ok(ExitCode::from(2));
+    .await?
+    {
+        Ok(job) => job,
+        Err(code) => return Ok(code),
     };
+    let history = job["history"].as_array().cloned().unwrap_or_default();
     let chosen = history.iter().find(|r| {
         run.as_deref().is_none_or(|id| r["id"] == id) && r["task"]["id"].as_str().is_some()
     });

@@ -251,6 +251,27 @@ fn print_event(event: &Value, output: Output) -> anyhow::Result<()> {
 /// is sent again to the leader it names.
 /// Prints a response's first error (with each field's errors, for an invalid definition) and
 /// picks the exit code: 2 for a rejected request, 1 for any other failure.
+/// `data.<field>` of the answer to `query`, or the exit code: the query failed (its errors
+/// printed), or `what` does not exist (exit 2).
+pub(crate) async fn object(
+    masters: &Masters,
+    query: &str,
+    variables: Value,
+    field: &str,
+    what: &str,
+) -> anyhow::Result<Result<Value, ExitCode>> {
+    let response = graphql(masters, query, variables).await?;
+    if let Some(code) = failed(&response) {
+        return Ok(Err(code));
+    }
+    let value = response["data"][field].clone();
+    if value.is_null() {
+        eprintln!("error: {what} does not exist");
+        return Ok(Err(ExitCode::from(2)));
+    }
+    Ok(Ok(value))
+}
+
 pub(crate) fn failed(response: &Value) -> Option<ExitCode> {
     let error = response["errors"].get(0)?;
     let code = error["extensions"]["code"].as_str().unwrap_or("");
