@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{failed, graphql, object, runtime, Output};
+use crate::query_cmd::{failed, graphql, nodes, object, runtime, Output};
 
 /// How often `--wait` looks at the deployment again.
 const POLL: Duration = Duration::from_millis(250);
@@ -339,22 +339,18 @@ async fn mutate(
 }
 
 async fn list(masters: &Masters, output: Output) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let apps = match nodes(
         masters,
         "{ apps(first: 500) { edges { node { id instances tasksRunning tasksHealthy queued version deployments { id } } } } }",
-        Value::Null,
+        "apps",
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let mut out = std::io::stdout().lock();
-    for edge in response["data"]["apps"]["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    .await?
     {
-        let app = &edge["node"];
+        Ok(apps) => apps,
+        Err(code) => return Ok(code),
+    };
+    let mut out = std::io::stdout().lock();
+    for app in &apps {
         match output {
             Output::Json => writeln!(out, "{app}")?,
             Output::Text => writeln!(

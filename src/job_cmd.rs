@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::app_cmd::read_definition;
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{failed, graphql, object, runtime, Output};
+use crate::query_cmd::{failed, graphql, nodes, object, runtime, Output};
 
 /// How often `run --wait` looks at the run again.
 const POLL: Duration = Duration::from_millis(250);
@@ -179,23 +179,19 @@ async fn simple(masters: &Masters, mutation: &str, name: &str) -> anyhow::Result
 }
 
 async fn list(masters: &Masters, output: Output) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let jobs = match nodes(
         masters,
         "{ jobs(first: 500) { edges { node { name schedule parents disabled nextDue(count: 1) \
          successCount errorCount lastRun { outcome finishedAt } } } } }",
-        Value::Null,
+        "jobs",
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let mut out = std::io::stdout().lock();
-    for edge in response["data"]["jobs"]["edges"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    .await?
     {
-        let job = &edge["node"];
+        Ok(jobs) => jobs,
+        Err(code) => return Ok(code),
+    };
+    let mut out = std::io::stdout().lock();
+    for job in &jobs {
         if let Output::Json = output {
             writeln!(out, "{job}")?;
             continue;

@@ -272,6 +272,23 @@ pub(crate) async fn object(
     Ok(Ok(value))
 }
 
+/// The nodes of the connection `data.<field>` in the answer to `query`, or the exit code of a
+/// failed query (its errors printed).
+pub(crate) async fn nodes(
+    masters: &Masters,
+    query: &str,
+    field: &str,
+) -> anyhow::Result<Result<Vec<Value>, ExitCode>> {
+    let response = graphql(masters, query, Value::Null).await?;
+    if let Some(code) = failed(&response) {
+        return Ok(Err(code));
+    }
+    Ok(Ok(response["data"][field]["edges"]
+        .as_array()
+        .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
+        .unwrap_or_default()))
+}
+
 pub(crate) fn failed(response: &Value) -> Option<ExitCode> {
     let error = response["errors"].get(0)?;
     let code = error["extensions"]["code"].as_str().unwrap_or("");

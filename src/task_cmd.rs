@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::cluster_cmd::Masters;
-use crate::query_cmd::{failed, graphql, http, runtime, Output};
+use crate::query_cmd::{failed, graphql, http, nodes, runtime, Output};
 
 /// How often `--wait` and `logs -f` look again.
 const POLL: Duration = Duration::from_millis(250);
@@ -262,19 +262,16 @@ async fn kill(masters: &Masters, id: &str, grace: Option<u64>) -> anyhow::Result
 }
 
 async fn list(masters: &Masters, all: bool, output: Output) -> anyhow::Result<ExitCode> {
-    let response = graphql(
+    let tasks = match nodes(
         masters,
         "{ tasks(first: 500) { edges { node { id name state terminal agentId launchedAt } } } }",
-        Value::Null,
+        "tasks",
     )
-    .await?;
-    if let Some(code) = failed(&response) {
-        return Ok(code);
-    }
-    let tasks: Vec<Value> = response["data"]["tasks"]["edges"]
-        .as_array()
-        .map(|edges| edges.iter().map(|e| e["node"].clone()).collect())
-        .unwrap_or_default();
+    .await?
+    {
+        Ok(tasks) => tasks,
+        Err(code) => return Ok(code),
+    };
     let shown = tasks.into_iter().filter(|t| all || t["terminal"] != true);
     let mut out = std::io::stdout().lock();
     for t in shown {
