@@ -35,6 +35,15 @@ if [ ! -f tests/.python/http_parser/pyparser.py ]; then
   rm -rf "$sdist"
 fi
 
+# The UI test drives Debian's headless Chromium through chromedriver, with Selenium from PyPI
+# (kept apart from the API clients, whose dependencies it would otherwise upgrade).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  step "installing chromium and chromium-driver"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target tests/.python-ui \
+  --upgrade selenium==4.27.1
+
 # The Docker tests run images built here from Debian's busybox-static (no registry is
 # reachable), and a volume plugin written in Python.
 step "test images"

@@ -14,6 +14,7 @@ mod master;
 mod query_cmd;
 mod task_cmd;
 mod telemetry;
+mod ui;
 
 use std::process::ExitCode;
 

@@ -146,7 +146,8 @@ async fn run(
             shutdown.clone(),
         ))
         .merge(cairn_graphql::router(projector, log.clone(), runner))
-        .merge(log.peer_routes());
+        .merge(log.peer_routes())
+        .merge(crate::ui::routes());
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));
     // Marathon's tools assume port 8080: the same APIs there too, when asked.
     let marathon = match config.marathon_port {

@@ -13,7 +13,7 @@ use cairn_log::{Offset, Record};
 use cairn_projections::live::Projector;
 use futures_util::Stream;
 
-use crate::limits::{page_size, MAX_SCAN};
+use crate::limits::{page_size, MAX_SCAN, MAX_TIMELINE_POINTS};
 use crate::model::{self, ActorInfo};
 use crate::views::{parse_time, resolve, AsOf};
 use crate::{error, Code};
@@ -383,4 +383,49 @@ impl Subscription {
             },
         ))
     }
+}
+
+/// One sampled point of the log.
+#[derive(SimpleObject)]
+pub struct TimePoint {
+    offset: u64,
+    at: String,
+}
+
+/// `points` records spread evenly over the log's offsets, the first and the head included:
+/// the offset ↔ time mapping a timeline draws, and the density of events between them.
+pub async fn timeline(ctx: &Context<'_>, points: i32) -> async_graphql::Result<Vec<TimePoint>> {
+    let points = usize::try_from(points)
+        .ok()
+        .filter(|p| (2..=MAX_TIMELINE_POINTS).contains(p))
+        .ok_or_else(|| {
+            error(
+                Code::Validation,
+                format!("points: {points} is not between 2 and {MAX_TIMELINE_POINTS}"),
+            )
+        })?;
+    let log = ctx.data_unchecked::<Log>().clone();
+    let head = log.head();
+    tokio::task::spawn_blocking(move || {
+        let span = head.saturating_sub(1);
+        let mut offsets: Vec<Offset> = (0..points as u64)
+            .map(|i| 1 + span * i / (points as u64 - 1))
+            .filter(|&o| o <= head)
+            .filter_map(Offset::new)
+            .collect();
+        offsets.dedup();
+        let mut found = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            if let Some(record) = log.read(offset, 1)?.into_iter().next() {
+                found.push(TimePoint {
+                    offset: record.offset.get(),
+                    at: model::time(record.at),
+                });
+            }
+        }
+        Ok::<_, cairn_log::Error>(found)
+    })
+    .await
+    .map_err(|e| error(Code::Internal, e.to_string()))?
+    .map_err(|e| error(Code::Internal, e.to_string()))
 }

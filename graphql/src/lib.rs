@@ -25,6 +25,7 @@ pub mod limits;
 mod model;
 mod mutation;
 mod query;
+mod sandbox;
 mod views;
 
 use async_graphql::Schema;
@@ -83,6 +84,7 @@ pub fn schema(projector: Projector, log: Log, runner: Runner) -> CairnSchema {
         .data(projector)
         .data(log)
         .data(runner)
+        .data(sandbox::Sandboxes::new())
         .finish()
 }
 

@@ -26,6 +26,12 @@ pub const MAX_PAGE: usize = 500;
 pub const DEFAULT_PAGE: usize = 50;
 /// Most records one filtered `events` page examines.
 pub const MAX_SCAN: usize = 100_000;
+/// Most points of one `timeline`.
+pub const MAX_TIMELINE_POINTS: usize = 1000;
+/// Most bytes of a task's output one `Task.output` returns (the agent's own limit is larger).
+pub const MAX_OUTPUT: usize = 64 * 1024;
+/// Longest a master waits for an agent to answer `Task.output`, seconds.
+pub const OUTPUT_TIMEOUT_SECS: u64 = 5;
 /// Longest a query may run, seconds.
 pub const QUERY_TIMEOUT_SECS: u64 = 30;
 

@@ -469,6 +469,30 @@ impl Task {
     async fn kill_requested(&self) -> bool {
         self.get().kill_requested
     }
+    /// Its stdout or stderr, read from its agent's sandbox: the last `tail` bytes (default
+    /// 8 KiB), or, to follow it, what was written from `offset` on; at most 64 KiB at once.
+    async fn output(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] stream: crate::sandbox::Stream,
+        offset: Option<u64>,
+        tail: Option<u64>,
+    ) -> async_graphql::Result<crate::sandbox::Output> {
+        let agent = self
+            .0
+            .cluster
+            .agents
+            .get(&self.get().agent_id)
+            .ok_or_else(|| crate::error(crate::Code::NotFound, "the task's agent is unknown"))?;
+        let file = format!("{}/{}", self.1.as_str(), stream.file());
+        let at = match offset {
+            Some(offset) => crate::sandbox::From::Offset(offset),
+            None => crate::sandbox::From::Tail(tail.unwrap_or(8 * 1024)),
+        };
+        ctx.data_unchecked::<crate::sandbox::Sandboxes>()
+            .read(&agent.address, &file, at)
+            .await
+    }
     /// Every state it passed through, oldest first.
     async fn statuses(&self) -> Vec<Status> {
         self.get()
@@ -570,6 +594,10 @@ impl App {
     /// The definition, as validated.
     async fn spec(&self) -> Json<serde_json::Value> {
         json(&self.get().spec)
+    }
+    /// The definition as Marathon writes it: what `updateApp` takes back.
+    async fn definition(&self) -> Json<serde_json::Value> {
+        Json(cairn_scheduler::marathon::to_marathon(&self.get().spec).into())
     }
     /// Instances wanted.
     async fn instances(&self) -> u32 {
@@ -765,6 +793,10 @@ impl Job {
     /// The definition, as validated.
     async fn spec(&self) -> Json<serde_json::Value> {
         json(&self.get().spec)
+    }
+    /// The definition as Chronos writes it: what `updateJob` takes back.
+    async fn definition(&self) -> Json<serde_json::Value> {
+        json(&cairn_scheduler::chronos::to_chronos(&self.get().spec))
     }
     /// ISO 8601 repeating interval, `R[n]/start/period`; null for a dependent job.
     async fn schedule(&self) -> Option<&str> {

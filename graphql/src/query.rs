@@ -270,6 +270,16 @@ impl Query {
         .await
     }
 
+    /// `points` records spread evenly over the log (2 to 1,000; the first and the head
+    /// included): the offset ↔ time mapping of a timeline, and so the density of events.
+    async fn timeline(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] points: i32,
+    ) -> async_graphql::Result<Vec<events::TimePoint>> {
+        events::timeline(ctx, points).await
+    }
+
     /// Checks a Marathon app definition (the JSON of `POST /v2/apps`) without changing
     /// anything: every error with its path, or the app as it would be stored.
     async fn validate_app(&self, definition: Json<serde_json::Value>) -> AppValidation {

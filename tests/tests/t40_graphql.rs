@@ -272,6 +272,30 @@ fn the_event_log_pages_filters_and_follows_without_gap_or_duplicate() {
         }
         after = events["edges"].as_array().unwrap().last().unwrap()["cursor"].clone();
     }
+    // The timeline: evenly spread offsets from the first to the head, times in order.
+    let points = dev.data("{ timeline(points: 11) { offset at } }", Value::Null)["timeline"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let spread: Vec<u64> = points
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        spread,
+        (0..11).map(|i| 1 + (head - 1) * i / 10).collect::<Vec<_>>()
+    );
+    assert!(points.windows(2).all(|w| w[0]["at"].as_str() <= w[1]["at"].as_str()));
+    for bad in [1, 1001] {
+        assert_eq!(
+            dev.error_code(
+                "query($p: Int!) { timeline(points: $p) { offset } }",
+                json!({ "p": bad })
+            ),
+            "VALIDATION"
+        );
+    }
+
     let offsets: Vec<u64> = all.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
     assert_eq!(
         offsets,
@@ -517,6 +541,14 @@ fn the_console_and_the_cli_work_with_no_internet() {
     for external in ["src=\"http", "href=\"http", "@import", "//cdn"] {
         assert!(!page.contains(external), "the console loads {external}…");
     }
+    // The web UI: the page at `/`, its files from the binary, nothing else.
+    let (status, index) = dev.http("GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(index.contains("<script type=\"module\" src=\"/ui/app.js\">"));
+    let (status, script) = dev.http("GET", "/ui/app.js", "");
+    assert_eq!(status, 200);
+    assert!(script.contains("from \"./gql.js\""));
+    assert_eq!(dev.http("GET", "/ui/nothing.js", "").0, 404);
 
     dev.append(&golden_entries());
     let head = wait_folded(&dev);
