@@ -285,7 +285,9 @@ fn the_event_log_pages_filters_and_follows_without_gap_or_duplicate() {
         spread,
         (0..11).map(|i| 1 + (head - 1) * i / 10).collect::<Vec<_>>()
     );
-    assert!(points.windows(2).all(|w| w[0]["at"].as_str() <= w[1]["at"].as_str()));
+    assert!(points
+        .windows(2)
+        .all(|w| w[0]["at"].as_str() <= w[1]["at"].as_str()));
     for bad in [1, 1001] {
         assert_eq!(
             dev.error_code(
