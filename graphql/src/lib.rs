@@ -9,7 +9,9 @@
 //!
 //! **Boundary.** Reads the projections (state, time travel) and the log (events,
 //! subscriptions); writes only through the leader's runner (`cairn-scheduler`), which decides
-//! and appends. The root binary mounts [`router`].
+//! and appends. Its one other I/O: `Task.output` reads a task's stdout/stderr from its agent's
+//! sandbox API (`sandbox`), so a browser needs no route to agents. The root binary mounts
+//! [`router`].
 //!
 //! **Invariants.**
 //! - One request sees one state: every field without `asOf` reads the live state through a

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::allocator::{agent, Folded};
 use super::{machine, open, rss_kib};
 
-fn spec(i: usize, instances: u32) -> anyhow::Result<AppSpec> {
+pub(super) fn spec(i: usize, instances: u32) -> anyhow::Result<AppSpec> {
     let constraints = match i % 4 {
         0 => vec![vec!["hostname".to_owned(), "UNIQUE".to_owned()]],
         1 => vec![vec!["rack".to_owned(), "GROUP_BY".to_owned()]],

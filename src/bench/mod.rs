@@ -24,6 +24,7 @@ mod apps;
 mod graphql;
 mod jobs;
 mod projections;
+mod ui;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -140,6 +141,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         run_for_ms: u64,
     },
+    /// The web UI in headless Chromium over a cluster of fake agents: each view's time to its
+    /// first render, and what an idle page costs.
+    Ui {
+        /// Scratch directory on the disk to measure (removed afterwards).
+        #[arg(long, default_value = "./cairn-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Instances per app.
+        #[arg(long, default_value_t = 10)]
+        instances: u32,
+        #[arg(long, default_value_t = 1_000)]
+        agents: usize,
+        /// Loads of each view.
+        #[arg(long, default_value_t = 5)]
+        loads: usize,
+        /// Seconds the idle page is watched.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+    },
     /// GraphQL over HTTP: pages of apps with their tasks, at a given number of apps.
     Graphql {
         /// Scratch directory on the disk to measure (removed afterwards).
@@ -247,6 +268,23 @@ pub fn main(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 Box::pin(
                     async move { jobs::bench(&d, jobs, agents.max(1), seconds, run_for).await },
                 ),
+            )
+        }
+        BenchCommand::Ui {
+            dir,
+            apps,
+            instances,
+            agents,
+            loads,
+            idle_seconds,
+        } => {
+            let d = dir.clone();
+            let idle = Duration::from_secs(idle_seconds);
+            (
+                dir,
+                Box::pin(async move {
+                    ui::bench(&d, apps, instances, agents.max(1), loads.max(1), idle).await
+                }),
             )
         }
         BenchCommand::Graphql {

@@ -84,6 +84,8 @@ async function render() {
     const scroll = window.scrollY;
     fill(main, node);
     window.scrollTo(0, scroll);
+    // When the view shows its data and takes input (`cairn bench ui` reads the first one).
+    performance.mark("cairn:rendered");
   } catch (e) {
     if (mine !== generation) return;
     current = { view, ctx };
