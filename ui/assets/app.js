@@ -149,8 +149,9 @@ export function go(href) {
 
 // ---- Actions: every write is a mutation, confirmed first ----
 
-function showToast(text, bad = false) {
-  toast.className = bad ? "bad" : "ok";
+/** Says briefly that an action was done (a refusal stays in its dialog instead). */
+function showToast(text) {
+  toast.className = "toast ok";
   fill(toast, text);
   toast.hidden = false;
   clearTimeout(showToast.timer);
@@ -414,9 +415,8 @@ const timeline = (() => {
     },
     /** A record was appended: extend the head now, reload the samples a little later. */
     appended(event) {
-      const t = Date.parse(event.at);
-      if (samples.length < 2) samples.push({ offset: event.offset, t });
-      else samples[samples.length - 1] = { offset: event.offset, t };
+      // Each record is an exact point until the reload thins them to 200 again.
+      samples.push({ offset: event.offset, t: Date.parse(event.at) });
       if (!stale) stale = setTimeout(() => { stale = null; load(); }, 5000);
       if (!hover) draw();
     },

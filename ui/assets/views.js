@@ -87,7 +87,9 @@ const cluster = {
         h("div", { class: "card" }, h("h3", {}, "Memory"), sum("mem", fmtMem)),
         h("div", { class: "card" }, h("h3", {}, "Disk"), sum("disk", fmtMem)),
         h("div", { class: "card" }, h("h3", {}, "Agents"), h("p", { class: "big" }, String(c.agents.filter((a) => a.status === "ACTIVE").length)), h("p", { class: "muted" }, `active of ${c.agents.length}`))),
-      section("Masters", table(["Node", "Address", "Joined", "Role"], c.masters.map((m) => h("tr", {},
+      // A single master (`cairn dev`) never logs a join: it is the leader alone.
+      section("Masters", table(["Node", "Address", "Joined", "Role"], (c.masters.length || !c.leader ? c.masters
+        : [{ nodeId: c.leader.nodeId, address: c.leader.address, joinedAt: c.leader.since }]).map((m) => h("tr", {},
         h("td", {}, String(m.nodeId)), h("td", {}, m.address), h("td", {}, fmtTime(m.joinedAt)),
         h("td", {}, c.leader && c.leader.nodeId === m.nodeId ? badge("leader", "ok") : "follower"))), "No masters recorded.")),
       section(`Agents (${c.agents.length})`,
