@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cairn_agent::AgentConfig;
@@ -252,23 +252,37 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+/// Prometheus' OpenMetrics text; or, to a client that asks for JSON only (Marathon's tools),
+/// the same figures in Marathon's JSON shape, as the two products share the path.
+async fn metrics(State(ops): State<Ops>, headers: HeaderMap) -> Response {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(e) => (
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ops.registry) {
+        return (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!("cannot encode metrics: {e}\n"),
-        ),
+        )
+            .into_response();
     }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/json")
+        && !accept.contains("text/")
+        && !accept.contains("openmetrics")
+    {
+        return axum::Json(cairn_compat::marathon::metrics_json(&text)).into_response();
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// SIGTERM and SIGINT, caught.

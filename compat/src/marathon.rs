@@ -910,3 +910,74 @@ async fn group(State(c): State<Compat>, Path(path): Path<String>) -> Result<Resp
         )
     })
 }
+
+/// `GET /metrics` as Marathon answers it to a client asking for JSON (marathon-python's
+/// `get_metrics()`), from the master's OpenMetrics text: Dropwizard's shape, each counter
+/// sample under `counters` as `{count}`, every other sample under `gauges` as `{value}`, keyed
+/// by the sample's name and labels as written.
+pub fn metrics_json(openmetrics: &str) -> Value {
+    let mut counters = serde_json::Map::new();
+    let mut gauges = serde_json::Map::new();
+    let mut counter_families: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            if let Some((family, "counter")) = declared.split_once(' ') {
+                counter_families.push(family);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        let is_counter = counter_families.iter().any(|f| {
+            name.strip_prefix(f)
+                .is_some_and(|s| s.is_empty() || s == "_total")
+        });
+        if is_counter {
+            counters.insert(series.to_owned(), json!({ "count": value }));
+        } else {
+            gauges.insert(series.to_owned(), json!({ "value": value }));
+        }
+    }
+    json!({
+        "version": "4.0.0",
+        "counters": counters,
+        "gauges": gauges,
+        "histograms": {},
+        "meters": {},
+        "timers": {},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_become_dropwizard_counters_and_gauges() {
+        let text = "# HELP cairn_appends Appends.\n# TYPE cairn_appends counter\n\
+                    cairn_appends_total 12\n# TYPE cairn_log_head gauge\ncairn_log_head 40\n\
+                    # TYPE cairn_latency histogram\ncairn_latency_bucket{le=\"0.1\"} 3\n\
+                    cairn_latency_sum 0.2\n# EOF\n";
+        assert_eq!(
+            metrics_json(text),
+            json!({
+                "version": "4.0.0",
+                "counters": { "cairn_appends_total": { "count": 12.0 } },
+                "gauges": {
+                    "cairn_log_head": { "value": 40.0 },
+                    "cairn_latency_bucket{le=\"0.1\"}": { "value": 3.0 },
+                    "cairn_latency_sum": { "value": 0.2 },
+                },
+                "histograms": {}, "meters": {}, "timers": {},
+            })
+        );
+    }
+}

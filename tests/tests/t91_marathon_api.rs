@@ -100,6 +100,17 @@ fn marathon_python_and_marathon_deploy_manage_apps_on_cairn() {
     assert_eq!(marathon(server, "c.ping()", &[]), json!("\"pong\""));
     let info = marathon(server, "c.get_info()", &[]);
     assert_eq!(info["name"], "marathon");
+    // Marathon's JSON metrics to its client; Prometheus keeps its text on the same path.
+    let metrics = marathon(server, "c.get_metrics()", &[]);
+    assert!(
+        metrics["gauges"]["cairn_log_head_offset"]["value"].as_f64() > Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics["counters"]["cairn_log_appended_records_total"]["count"].as_f64() > Some(0.0),
+        "{metrics}"
+    );
+    assert!(metrics["timers"].is_object());
     // The leader, as reached: here, this master on its Marathon port.
     assert_eq!(
         marathon(server, "c.get_leader()", &[]),
