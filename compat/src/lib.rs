@@ -11,6 +11,10 @@
 //! `cairn-projections`, `cairn-scheduler`, `cairn-log`, and `cairn-graphql` for the one way
 //! a caller is named.
 //!
+//! **Followers.** A write (any method but `GET`/`HEAD`) that reaches a follower is forwarded
+//! to the leader and its answer streamed back (`forward.rs`); a read is answered locally once
+//! this master has folded what the leader had committed.
+//!
 //! **Invariants.** No logic of its own: what a change means is decided by the scheduler's
 //! deciders, what the state is by the projections. A refused change changes nothing and
 //! answers with the product's own error shape.
@@ -30,6 +34,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub mod chronos;
+mod forward;
 pub mod marathon;
 pub mod marathon_events;
 pub mod mesos;
@@ -45,6 +50,7 @@ pub(crate) struct Compat {
     runner: Runner,
     log: Log,
     sessions: mesos_scheduler::Sessions,
+    forwarder: forward::Forwarder,
     /// The master is stopping: streams end, so that they never hold up its graceful stop.
     stop: CancellationToken,
 }
@@ -80,18 +86,24 @@ impl Following {
 /// The compatible APIs over a projector, the runner and the log (for who leads, and for the
 /// streams); their streams end when `stop` is cancelled.
 pub fn router(projector: Projector, runner: Runner, log: Log, stop: CancellationToken) -> Router {
+    let compat = Compat {
+        projector,
+        runner,
+        log,
+        sessions: mesos_scheduler::Sessions::default(),
+        forwarder: forward::Forwarder::new(),
+        stop,
+    };
     chronos::routes()
         .merge(marathon::routes())
         .merge(mesos::routes())
         .merge(mesos_scheduler::routes())
         .merge(mesos_operator::routes())
-        .with_state(Compat {
-            projector,
-            runner,
-            log,
-            sessions: mesos_scheduler::Sessions::default(),
-            stop,
-        })
+        .layer(axum::middleware::from_fn_with_state(
+            compat.clone(),
+            forward::writes_to_leader,
+        ))
+        .with_state(compat)
 }
 
 /// A refused request: the status and the product's own error body.

@@ -22,6 +22,11 @@ use crate::limits::{with_code, MAX_BODY, QUERY_TIMEOUT_SECS};
 use crate::views::Views;
 use crate::{schema, CairnSchema, Code};
 
+/// The caller's address, set by a master that forwards a request to the leader (the
+/// compatible APIs do); trusted as `x-cairn-user` is until cairn has authentication (masters
+/// listen on loopback only).
+pub const FORWARDED_FOR: &str = "x-cairn-forwarded-for";
+
 /// Most websocket connections open at once (each may follow the log).
 pub const MAX_WEBSOCKETS: usize = 256;
 
@@ -83,10 +88,12 @@ pub fn actor(request: &Request, api: &str) -> Actor {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(128).collect::<String>())
     };
-    let remote_addr = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.to_string());
+    let remote_addr = header(FORWARDED_FOR).or_else(|| {
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.to_string())
+    });
     Actor {
         principal: Principal::User {
             name: header("x-cairn-user").unwrap_or_else(|| "anonymous".into()),

@@ -35,7 +35,7 @@ use cairn_log::engine::Log;
 use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 
-pub use http::{actor, router};
+pub use http::{actor, router, FORWARDED_FOR};
 
 /// The schema type served at `/graphql`.
 pub type CairnSchema = Schema<query::Query, mutation::Mutation, events::Subscription>;
