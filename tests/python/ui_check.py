@@ -155,6 +155,12 @@ def run():
     dialog_submit({"n": 3})
     until("3 of 3 instances", lambda: card("Instances") == "3 / 3")
     until("three tasks listed", lambda: "Tasks (3)" in main_text())
+    step("what the reader opened stays open when a record re-reads the view")
+    click("//main//details[starts-with(@data-key, 'task:')]/summary")
+    renders = driver.execute_script("return performance.getEntriesByName('cairn:rendered').length")
+    gql('mutation { createApp(definition: {id: "/other", cmd: "sleep 3600", cpus: 0.1, mem: 16, instances: 0}) { version } }')
+    until("a re-render", lambda: driver.execute_script("return performance.getEntriesByName('cairn:rendered').length") > renders)
+    assert driver.find_element(By.XPATH, "//main//details[starts-with(@data-key, 'task:')]").get_attribute("open") is not None, "the history closed"
     click("//main//button[text()='Output']")
     until("the task's output", lambda: "hello" in driver.find_element(By.CSS_SELECTOR, "pre.output").text)
     shot("app")

@@ -82,6 +82,9 @@ async function render() {
     showBanner(asOf, state.state);
     timeline.mark(asOf ? state.state : null);
     const scroll = window.scrollY;
+    // What the reader opened stays open when the view re-reads its data.
+    const open = new Set([...main.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key));
+    for (const d of node.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
     fill(main, node);
     window.scrollTo(0, scroll);
     // When the view shows its data and takes input (`cairn bench ui` reads the first one).
@@ -202,8 +205,8 @@ export function act(title, question, mutation, vars = {}, fields = []) {
 }
 
 /**
- * An editor for a JSON definition: `check(json)` answers field errors [{path, errors}],
- * `save(json)` applies it. Errors are shown by their path, and the first one's key is
+ * An editor for a JSON definition: `check(json)`, when given, answers field errors [{path,
+ * errors}] without changing anything; `save(json)` applies it (and its refusal's errors show). Errors are shown by their path, and the first one's key is
  * selected in the text.
  */
 export function edit(title, initial, check, save) {
@@ -242,7 +245,7 @@ export function edit(title, initial, check, save) {
     h("h2", {}, title), text, errors,
     h("div", { class: "buttons" },
       h("button", { type: "button", onclick: () => dialog.close() }, "Cancel"),
-      h("button", { type: "button", onclick: validate }, "Validate"), apply)));
+      check ? h("button", { type: "button", onclick: validate }, "Validate") : null, apply)));
   dialog.querySelector("form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const json = parse();

@@ -226,7 +226,7 @@ const output = (() => {
 })();
 
 function statuses(t) {
-  return h("details", {}, h("summary", {}, `${t.statuses.length} states`),
+  return h("details", { "data-key": `task:${t.id}` }, h("summary", {}, `${t.statuses.length} states`),
     h("ol", { class: "history" }, t.statuses.map((x) => h("li", {},
       `${fmtTime(x.at)} `, badge(x.state), ` ${x.source}`, x.reason ? ` · ${x.reason}` : "", x.message ? ` · ${x.message}` : "",
       x.healthy === null ? "" : x.healthy ? " · healthy" : " · unhealthy"))));
@@ -315,8 +315,8 @@ const app = {
 // ---------------------------------------------------------------- jobs
 
 function jobForm(ctx, initial, update) {
-  ctx.edit(update ? `Update ${initial.name}` : "New job", initial,
-    async () => [],
+  // No dry run for jobs: the fields are checked when applied, and errors shown then.
+  ctx.edit(update ? `Update ${initial.name}` : "New job", initial, null,
     (json) => gql(`mutation($d: JSON!) { applyJob(definition: $d) }`, { d: json }));
 }
 
@@ -527,7 +527,7 @@ function eventRow(ctx, e) {
     h("td", { class: "num" }, h("a", { href: `#/events?at=${e.offset}`, title: "See the log as of this event" }, String(e.offset))),
     h("td", {}, fmtTime(e.at)), h("td", {}, h("span", { class: `kind ${e.type.replace(/[A-Z][a-z]+$/, "")}` }, e.type)),
     h("td", {}, subject), h("td", {}, e.actor.principal, e.actor.api ? h("span", { class: "muted" }, ` via ${e.actor.api}`) : ""),
-    h("td", {}, h("details", {}, h("summary", {}, brief(p).slice(0, 60)), h("pre", { class: "json" }, JSON.stringify(p, null, 2)))));
+    h("td", {}, h("details", { "data-key": `event:${e.offset}` }, h("summary", {}, brief(p).slice(0, 60)), h("pre", { class: "json" }, JSON.stringify(p, null, 2)))));
 }
 
 const EVENT_HEADERS = ["Offset", "At", "Type", "About", "Actor", "Payload"];
@@ -592,7 +592,7 @@ const audit = {
       return box;
     };
     const rows = conn.nodes.map((e) => {
-      const details = h("details", {}, h("summary", {}, "before / after"));
+      const details = h("details", { "data-key": `audit:${e.offset}` }, h("summary", {}, "before / after"));
       details.addEventListener("toggle", () => { if (details.open && details.children.length === 1) details.append(change(e)); }, { once: false });
       return h("tr", {},
         h("td", { class: "num" }, h("a", { href: `#/audit?at=${e.offset}` }, String(e.offset))), h("td", {}, fmtTime(e.at)),
