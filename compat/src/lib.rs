@@ -50,7 +50,7 @@ pub(crate) struct Compat {
     runner: Runner,
     log: Log,
     sessions: mesos_scheduler::Sessions,
-    forwarder: forward::Forwarder,
+    forwarder: cairn_graphql::forward::Forwarder,
     /// The master is stopping: streams end, so that they never hold up its graceful stop.
     stop: CancellationToken,
 }
@@ -91,7 +91,7 @@ pub fn router(projector: Projector, runner: Runner, log: Log, stop: Cancellation
         runner,
         log,
         sessions: mesos_scheduler::Sessions::default(),
-        forwarder: forward::Forwarder::new(),
+        forwarder: cairn_graphql::forward::Forwarder::default(),
         stop,
     };
     chronos::routes()

@@ -18,14 +18,10 @@ use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 use tokio::sync::Semaphore;
 
+use crate::forward::{was_forwarded, Forwarder, FORWARDED_FOR};
 use crate::limits::{with_code, MAX_BODY, QUERY_TIMEOUT_SECS};
 use crate::views::Views;
 use crate::{schema, CairnSchema, Code};
-
-/// The caller's address, set by a master that forwards a request to the leader (the
-/// compatible APIs do); trusted as `x-cairn-user` is until cairn has authentication (masters
-/// listen on loopback only).
-pub const FORWARDED_FOR: &str = "x-cairn-forwarded-for";
 
 /// Most websocket connections open at once (each may follow the log).
 pub const MAX_WEBSOCKETS: usize = 256;
@@ -34,13 +30,18 @@ pub const MAX_WEBSOCKETS: usize = 256;
 struct Api {
     schema: CairnSchema,
     websockets: Arc<Semaphore>,
+    /// Who leads, for mutations reaching a follower.
+    log: Log,
+    forwarder: Forwarder,
 }
 
 /// The `/graphql` routes over a projector, its log and the runner.
 pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
     let api = Api {
-        schema: schema(projector, log, runner),
+        schema: schema(projector, log.clone(), runner),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
+        log,
+        forwarder: Forwarder::default(),
     };
     Router::new()
         .route("/graphql", get(upgrade_or_console).post(query))
@@ -49,7 +50,8 @@ pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
 
 async fn query(State(api): State<Api>, request: Request) -> Response {
     let actor = actor(&request, "graphql");
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
             return failure(
@@ -63,6 +65,20 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
         Ok(request) => request,
         Err(message) => return failure(StatusCode::BAD_REQUEST, Code::BadRequest, message),
     };
+    // A mutation reaching a follower is the leader's to decide: sent there, answered as it
+    // answers (a query is answered here, from this master's projections).
+    if let Some(Some(leader)) = api.log.leader_elsewhere() {
+        if is_mutation(&request) && !was_forwarded(&parts) {
+            return match api
+                .forwarder
+                .forward(&leader, &parts, body, std::future::pending())
+                .await
+            {
+                Ok(response) => response,
+                Err(message) => failure(StatusCode::OK, Code::NotLeader, message),
+            };
+        }
+    }
     let request = request.data(Views::default()).data(actor);
     let timeout = Duration::from_secs(QUERY_TIMEOUT_SECS);
     let response = match tokio::time::timeout(timeout, api.schema.execute(request)).await {
@@ -104,6 +120,16 @@ pub fn actor(request: &Request, api: &str) -> Actor {
             request_id: header("x-request-id"),
         }),
     }
+}
+
+/// Whether the request holds a mutation (a document that does not parse is left to the
+/// executor, which says why).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    async_graphql::parser::parse_query(&request.query).is_ok_and(|doc| {
+        doc.operations
+            .iter()
+            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
+    })
 }
 
 fn parse(body: &Bytes) -> Result<async_graphql::Request, String> {

@@ -14,6 +14,8 @@
 //! [`router`].
 //!
 //! **Invariants.**
+//! - A mutation that reaches a follower is forwarded to the leader ([`forward`]); queries
+//!   are answered by the master asked.
 //! - One request sees one state: every field without `asOf` reads the live state through a
 //!   single read guard taken once per request; `asOf` fields read immutable states.
 //! - Limits ([`limits`]) on body size, depth, complexity and page size reject a request before
@@ -22,6 +24,7 @@
 //!   that is not also made there.
 
 mod events;
+pub mod forward;
 mod http;
 pub mod limits;
 mod model;
@@ -35,7 +38,8 @@ use cairn_log::engine::Log;
 use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 
-pub use http::{actor, router, FORWARDED_FOR};
+pub use forward::FORWARDED_FOR;
+pub use http::{actor, router};
 
 /// The schema type served at `/graphql`.
 pub type CairnSchema = Schema<query::Query, mutation::Mutation, events::Subscription>;

@@ -63,6 +63,17 @@ fn marathon_and_chronos_clients_work_through_a_follower() {
     assert_eq!(marathon("c.get_app('web').instances"), 3);
     let ids = marathon("[a.id for a in c.list_apps()]");
     assert_eq!(ids, json!(["/web"]));
+    // A GraphQL mutation through the follower is decided by the leader too (the web UI's
+    // actions work on any master); a query is answered by the follower.
+    let scaled = graphql(
+        &m.addr(follower),
+        r#"mutation { scaleApp(id: "/web", instances: 4, force: true) { deploymentId } }"#,
+    );
+    assert!(scaled["scaleApp"]["deploymentId"].is_string(), "{scaled}");
+    wait_until("the follower to fold the scale", MINUTE, || {
+        graphql(&m.addr(follower), r#"{ app(id: "/web") { instances } }"#)["app"]["instances"] == 4
+    });
+    marathon("c.scale_app('web', instances=3, force=True)");
     // The leader holds the same app: one log.
     let on_leader = graphql(&m.addr(leader), r#"{ app(id: "/web") { instances } }"#);
     assert_eq!(on_leader["app"]["instances"], 3);
