@@ -45,6 +45,31 @@ pub struct Masters {
         default_value = "127.0.0.1:5050"
     )]
     pub masters: Vec<String>,
+    /// The API token to present (`cairn token new` makes one), if the masters ask for one.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Masters {
+    /// `Authorization`'s value for the token, if one was given.
+    pub(crate) fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|token| format!("Bearer {token}"))
+    }
+
+    /// An HTTP client that presents the token on every request.
+    pub(crate) fn client(&self, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = self.authorization() {
+            let mut value = reqwest::header::HeaderValue::from_str(&value)
+                .context("token: not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder()
+            .timeout(timeout)
+            .default_headers(headers)
+            .build()?)
+    }
 }
 
 pub fn main(command: ClusterCommand) -> anyhow::Result<ExitCode> {
@@ -55,9 +80,10 @@ pub fn main(command: ClusterCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(command: ClusterCommand) -> anyhow::Result<ExitCode> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let (ClusterCommand::Status { masters, .. }
+    | ClusterCommand::Add { masters, .. }
+    | ClusterCommand::Remove { masters, .. }) = &command;
+    let http = masters.client(Duration::from_secs(10))?;
     match command {
         ClusterCommand::Status { masters, output } => {
             let first = any_status(&http, &masters.masters).await?;

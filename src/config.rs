@@ -170,6 +170,8 @@ pub struct MasterConfig {
     pub agents: AgentsSection,
     pub apps: AppsSection,
     pub jobs: JobsSection,
+    /// API tokens (`[[tokens]]`: name, role, secret-blake3); none: the APIs ask for none.
+    pub tokens: Vec<cairn_graphql::auth::TokenSpec>,
 }
 
 impl Default for MasterConfig {
@@ -187,6 +189,7 @@ impl Default for MasterConfig {
             agents: AgentsSection::default(),
             apps: AppsSection::default(),
             jobs: JobsSection::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -289,13 +292,20 @@ impl MasterConfig {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
+    /// The tokens the APIs accept.
+    pub fn api_tokens(&self) -> anyhow::Result<cairn_graphql::auth::Tokens> {
+        cairn_graphql::auth::Tokens::new(&self.tokens).map_err(anyhow::Error::msg)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if !self.listen.ip().is_loopback() {
             bail!(
-                "listen: cairn serves loopback only until authentication exists, got {}",
+                "listen: cairn serves loopback only until masters and agents authenticate each \
+                 other, got {}",
                 self.listen
             );
         }
+        self.api_tokens()?;
         if self.marathon_port.is_some_and(|p| p == self.listen.port()) {
             bail!("marathon-port: must differ from the listen port");
         }
@@ -477,6 +487,14 @@ mod tests {
         };
         let err = format!("{:#}", MasterConfig::load(&flags).unwrap_err());
         assert!(err.contains("unknown field `queue-dept`"), "{err}");
+
+        let file = write("[[tokens]]\nname = \"ci\"\nrole = \"read\"\nsecret-blake3 = \"00\"\n");
+        let flags = CommonFlags {
+            config: Some(file.path().to_owned()),
+            ..CommonFlags::default()
+        };
+        let err = MasterConfig::load(&flags).unwrap_err().to_string();
+        assert_eq!(err, "tokens[0].secret-blake3: not 64 hex digits");
 
         let file = write("[log]\nqueue-depth = 0\n");
         let flags = CommonFlags {

@@ -14,6 +14,7 @@ mod master;
 mod query_cmd;
 mod task_cmd;
 mod telemetry;
+mod token_cmd;
 mod ui;
 
 use std::process::ExitCode;
@@ -73,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: log_cmd::LogCommand,
     },
+    /// Make API tokens.
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
+    },
     /// Measure cairn on this machine.
     Bench {
         #[command(subcommand)]
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
         Command::Events(args) => query_cmd::events(args),
         Command::State(args) => query_cmd::state(args),
         Command::Log { command } => log_cmd::main(command),
+        Command::Token { command } => token_cmd::main(command),
         Command::Bench { command } => bench::main(command),
     };
     match result {

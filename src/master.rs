@@ -127,6 +127,7 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    let tokens = config.api_tokens()?;
     let ops = Ops {
         log: log.clone(),
         registry: Arc::new(registry),
@@ -145,9 +146,18 @@ async fn run(
             log.clone(),
             shutdown.clone(),
         ))
-        .merge(cairn_graphql::router(projector, log.clone(), runner))
+        .merge(cairn_graphql::router(
+            projector,
+            log.clone(),
+            runner,
+            tokens.clone(),
+        ))
         .merge(log.peer_routes())
-        .merge(crate::ui::routes());
+        .merge(crate::ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            tokens.clone(),
+            cairn_graphql::auth::require,
+        ));
     tokio::spawn(stop_on_signal(signals, shutdown.clone()));
     // Marathon's tools assume port 8080: the same APIs there too, when asked.
     let marathon = match config.marathon_port {
@@ -191,6 +201,7 @@ async fn run(
         node_id = config.node_id,
         term = %log.term(),
         head = log.head(),
+        tokens = config.tokens.len(),
         "{name} is serving on http://{}", config.listen
     );
     let agent = agent.map(|agent| tokio::spawn(cairn_agent::run(agent, shutdown.clone())));

@@ -70,11 +70,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The client for agents' endpoints (which ask for no token).
 pub(crate) fn http() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?)
 }
+
+/// Longest wait for a master's answer.
+const MASTER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `cairn query`: prints the response; fails if it holds errors.
 pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -101,7 +105,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
 /// `cairn state`: the whole projected state as JSON.
 pub fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let http = http()?;
+        let http = args.masters.client(MASTER_TIMEOUT)?;
         let mut last = None;
         for addr in &args.masters.masters {
             let mut request = http.get(format!("http://{addr}/v1/state"));
@@ -188,15 +192,21 @@ async fn follow(args: &EventsArgs, filter: Value) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open a websocket to {addr}"))?;
     let send = |v: Value| Message::text(v.to_string());
     socket
-        .send(send(json!({ "type": "connection_init", "payload": {} })))
+        .send(send(json!({
+            "type": "connection_init",
+            "payload": { "authorization": args.masters.authorization() },
+        })))
         .await?;
     let query = format!(
         "subscription($from: Int, $filter: EventFilter) {{ events(from: $from, filter: $filter) {{ {EVENT_FIELDS} }} }}"
     );
     while let Some(message) = socket.next().await {
-        let message = message?;
-        let Message::Text(text) = message else {
-            continue;
+        let text = match message? {
+            Message::Text(text) => text,
+            Message::Close(Some(frame)) => {
+                bail!("the master closed the subscription: {}", frame.reason)
+            }
+            _ => continue,
         };
         let message: Value = serde_json::from_str(&text)?;
         match message["type"].as_str() {
@@ -307,7 +317,7 @@ pub(crate) fn failed(response: &Value) -> Option<ExitCode> {
         }
     }
     Some(match code {
-        "VALIDATION" | "CONFLICT" | "NOT_FOUND" => ExitCode::from(2),
+        "VALIDATION" | "CONFLICT" | "NOT_FOUND" | "FORBIDDEN" => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     })
 }
@@ -317,9 +327,9 @@ pub(crate) async fn graphql(
     query: &str,
     variables: Value,
 ) -> anyhow::Result<Value> {
-    let http = http()?;
+    let http = masters.client(MASTER_TIMEOUT)?;
     let body = json!({ "query": query, "variables": variables });
-    // Until tokens exist, the audit trail records who the caller says they are.
+    // Without tokens, the audit trail records who the caller says they are.
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let mut last = None;
     let mut addrs: Vec<String> = masters.masters.clone();

@@ -18,6 +18,7 @@ use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 use tokio::sync::Semaphore;
 
+use crate::auth::{self, Caller, Role, Tokens, Viewer};
 use crate::forward::{was_forwarded, Forwarder, FORWARDED_FOR};
 use crate::limits::{with_code, MAX_BODY, QUERY_TIMEOUT_SECS};
 use crate::views::Views;
@@ -33,15 +34,18 @@ struct Api {
     /// Who leads, for mutations reaching a follower.
     log: Log,
     forwarder: Forwarder,
+    tokens: Tokens,
 }
 
-/// The `/graphql` routes over a projector, its log and the runner.
-pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
+/// The `/graphql` routes over a projector, its log and the runner; `tokens` authenticate
+/// websockets (HTTP requests are authenticated in front of every route, [`auth::require`]).
+pub fn router(projector: Projector, log: Log, runner: Runner, tokens: Tokens) -> Router {
     let api = Api {
         schema: schema(projector, log.clone(), runner),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         log,
         forwarder: Forwarder::default(),
+        tokens,
     };
     Router::new()
         .route("/graphql", get(upgrade_or_console).post(query))
@@ -50,6 +54,7 @@ pub fn router(projector: Projector, log: Log, runner: Runner) -> Router {
 
 async fn query(State(api): State<Api>, request: Request) -> Response {
     let actor = actor(&request, "graphql");
+    let viewer = viewer(&api.tokens, request.extensions().get::<Caller>(), &actor);
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => body,
@@ -65,10 +70,18 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
         Ok(request) => request,
         Err(message) => return failure(StatusCode::BAD_REQUEST, Code::BadRequest, message),
     };
+    let mutation = is_mutation(&request);
+    let short = parts
+        .extensions
+        .get::<Caller>()
+        .filter(|c| c.role < Role::Operate);
+    if let (true, Some(caller)) = (mutation, short) {
+        return auth::refused(true, caller, Role::Operate);
+    }
     // A mutation reaching a follower is the leader's to decide: sent there, answered as it
     // answers (a query is answered here, from this master's projections).
     if let Some(Some(leader)) = api.log.leader_elsewhere() {
-        if is_mutation(&request) && !was_forwarded(&parts) {
+        if mutation && !was_forwarded(&parts) {
             return match api
                 .forwarder
                 .forward(&leader, &parts, body, std::future::pending())
@@ -79,7 +92,7 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
             };
         }
     }
-    let request = request.data(Views::default()).data(actor);
+    let request = request.data(Views::default()).data(actor).data(viewer);
     let timeout = Duration::from_secs(QUERY_TIMEOUT_SECS);
     let response = match tokio::time::timeout(timeout, api.schema.execute(request)).await {
         Ok(response) => response,
@@ -94,8 +107,9 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
     json(StatusCode::OK, &response)
 }
 
-/// The caller, for the audit trail, as `api` saw it. Until tokens exist the name is what the
-/// client claims in `X-Cairn-User` (the CLI sends the login name); `anonymous` otherwise.
+/// The caller, for the audit trail, as `api` saw it: the name of the token it presented; on
+/// a master without tokens, what the client claims in `X-Cairn-User` (the CLI sends the
+/// login name), `anonymous` otherwise.
 pub fn actor(request: &Request, api: &str) -> Actor {
     let header = |name: &str| {
         request
@@ -112,13 +126,35 @@ pub fn actor(request: &Request, api: &str) -> Actor {
     });
     Actor {
         principal: Principal::User {
-            name: header("x-cairn-user").unwrap_or_else(|| "anonymous".into()),
+            name: match request.extensions().get::<Caller>() {
+                Some(caller) => caller.name.clone(),
+                None => header("x-cairn-user").unwrap_or_else(|| "anonymous".into()),
+            },
         },
         origin: Some(Origin {
             api: api.into(),
             remote_addr,
             request_id: header("x-request-id"),
         }),
+    }
+}
+
+/// Who asks: the token's holder, or on a master without tokens whoever they say they are,
+/// who may do anything.
+fn viewer(tokens: &Tokens, caller: Option<&Caller>, actor: &Actor) -> Viewer {
+    match caller {
+        Some(caller) => Viewer::of(caller, true),
+        None => {
+            let name = match &actor.principal {
+                Principal::User { name } => name.clone(),
+                other => crate::model::principal(other),
+            };
+            let caller = Caller {
+                name,
+                role: Role::Admin,
+            };
+            Viewer::of(&caller, tokens.required())
+        }
     }
 }
 
@@ -138,7 +174,7 @@ fn parse(body: &Bytes) -> Result<async_graphql::Request, String> {
     })
 }
 
-fn failure(status: StatusCode, code: Code, message: String) -> Response {
+pub(crate) fn failure(status: StatusCode, code: Code, message: String) -> Response {
     let mut e = ServerError::new(message, None);
     e.extensions
         .get_or_insert_with(Default::default)
@@ -190,13 +226,24 @@ async fn upgrade_or_console(State(api): State<Api>, request: Request) -> Respons
             .into_response();
     };
     let schema = api.schema.clone();
+    let tokens = api.tokens.clone();
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(|_| async {
+                .on_connection_init(move |payload| async move {
                     let mut data = async_graphql::Data::default();
                     data.insert(Views::default());
+                    if tokens.required() {
+                        let presented = payload["authorization"].as_str().unwrap_or_default();
+                        let Some(caller) = tokens.caller(presented) else {
+                            return Err(crate::error(
+                                Code::Unauthenticated,
+                                "this API needs a token: `authorization` in the connection_init payload",
+                            ));
+                        };
+                        data.insert(Viewer::of(&caller, true));
+                    }
                     Ok(data)
                 })
                 .serve()

@@ -14,6 +14,8 @@
 //! [`router`].
 //!
 //! **Invariants.**
+//! - On a master with tokens ([`auth`]), every API request is answered only to a token whose
+//!   role allows it; mutations need `operate`.
 //! - A mutation that reaches a follower is forwarded to the leader ([`forward`]); queries
 //!   are answered by the master asked.
 //! - One request sees one state: every field without `asOf` reads the live state through a
@@ -23,6 +25,7 @@
 //! - The committed SDL (`graphql/schema.graphql`) is the schema: a test fails on any change
 //!   that is not also made there.
 
+pub mod auth;
 mod events;
 pub mod forward;
 mod http;
@@ -58,6 +61,8 @@ pub enum Code {
     NotFound,
     /// The request needs credentials.
     Unauthenticated,
+    /// The credentials presented do not allow this request.
+    Forbidden,
     /// The request conflicts with the current state.
     Conflict,
     /// A write reached a master that is not the leader.

@@ -280,6 +280,19 @@ impl Query {
         events::timeline(ctx, points).await
     }
 
+    /// Who the API takes the caller to be, and what its token allows.
+    async fn viewer(&self, ctx: &Context<'_>) -> crate::auth::Viewer {
+        ctx.data_opt::<crate::auth::Viewer>()
+            .cloned()
+            .unwrap_or_else(|| {
+                let anonymous = crate::auth::Caller {
+                    name: "anonymous".into(),
+                    role: crate::auth::Role::Admin,
+                };
+                crate::auth::Viewer::of(&anonymous, false)
+            })
+    }
+
     /// Checks a Marathon app definition (the JSON of `POST /v2/apps`) without changing
     /// anything: every error with its path, or the app as it would be stored.
     async fn validate_app(&self, definition: Json<serde_json::Value>) -> AppValidation {

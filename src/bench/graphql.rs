@@ -53,7 +53,7 @@ pub async fn bench(
         quiet,
         tokio_util::sync::CancellationToken::new(),
     );
-    let router = cairn_graphql::router(projector, log.clone(), runner);
+    let router = cairn_graphql::router(projector, log.clone(), runner, Default::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/graphql", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });

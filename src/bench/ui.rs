@@ -86,6 +86,7 @@ pub async fn bench(
         master.projector.clone(),
         master.log.clone(),
         master.runner.clone(),
+        Default::default(),
     )
     .merge(crate::ui::routes());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

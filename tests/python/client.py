@@ -6,12 +6,25 @@ KIND: `chronos` (chronos-python, Chronos 3 paths `/v1/scheduler`), `chronos2` (t
 client on Chronos 2 paths, where updates are PUT), `marathon` (marathon-python),
 `mesos-operator` (pymesos' operator driver, SERVER as HOST:PORT). CALL is a
 method name, called with the JSON arguments, or a Python expression over `c` (the client),
-`A` (the arguments) and marathon-python's models. Exit code 0 with the result on stdout, or 3
+`A` (the arguments) and marathon-python's models. `CAIRN_CLIENT_AUTH` gives the client
+credentials (`basic:USER:PASSWORD`, or `token:SECRET` for marathon-python). Exit code 0 with the result on stdout, or 3
 with the client's exception (`Type: message`) on stderr.
 """
 
 import json
+import os
 import sys
+
+
+def credentials():
+    """`CAIRN_CLIENT_AUTH`: `basic:USER:PASSWORD`, `token:SECRET`, or empty for none."""
+    kind, _, rest = os.environ.get("CAIRN_CLIENT_AUTH", "").partition(":")
+    if kind == "basic":
+        user, _, password = rest.partition(":")
+        return {"username": user, "password": password}
+    if kind == "token":
+        return {"auth_token": rest}
+    return {}
 
 
 def client(kind, server):
@@ -19,11 +32,11 @@ def client(kind, server):
         import chronos
 
         version = "v1" if kind == "chronos" else None
-        return chronos.connect(server, scheduler_api_version=version)
+        return chronos.connect(server, scheduler_api_version=version, **credentials())
     if kind == "marathon":
         import marathon
 
-        return marathon.MarathonClient(server)
+        return marathon.MarathonClient(server, **credentials())
     if kind == "mesos-operator":
         from pymesos import MesosOperatorMasterDriver
 

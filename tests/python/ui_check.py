@@ -3,7 +3,9 @@ master that already holds the app `/web` (2 instances) and the jobs `tick` and `
 
     ui_check.py <base-url> <screenshot-dir>
 
-Exits 0 when every check passes; on a failure, prints what was expected and saves
+With `CAIRN_UI_TOKENS=<read-secret>,<operate-secret>` it checks instead, against a master that
+asks for tokens, that the page asks for one, hides the actions from the read token and shows
+them to the operate one. Exits 0 when every check passes; on a failure, prints what was expected and saves
 `failure.png`. Any JavaScript error in the browser's console fails the run.
 """
 
@@ -23,6 +25,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
+TOKENS = [t for t in os.environ.get("CAIRN_UI_TOKENS", "").split(",") if t]
 WITHIN = 30
 
 
@@ -54,7 +57,9 @@ def check_console():
     """Every console entry so far; SEVERE ones are JavaScript errors (or failed loads)."""
     for entry in driver.get_log("browser"):
         console.append(entry)
-        if entry["level"] == "SEVERE":
+        # Asked without a token, the API answers 401, and Chromium logs the failed load.
+        refused = TOKENS and "status of 401" in entry["message"]
+        if entry["level"] == "SEVERE" and not refused:
             raise AssertionError(f"browser console error: {entry['message']}")
 
 
@@ -256,8 +261,48 @@ def run():
     check_console()
 
 
+def give_token(secret):
+    dialog = driver.find_element(By.ID, "dialog")
+    until("the token dialog", lambda: dialog.is_displayed() and "A token is needed" in dialog.text)
+    box = dialog.find_element(By.ID, "token")
+    box.clear()
+    box.send_keys(secret)
+    dialog.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def who():
+    return driver.find_element(By.ID, "who").text
+
+
+def run_with_tokens():
+    os.makedirs(SHOTS, exist_ok=True)
+    read, operate = TOKENS
+    step("without a token the page asks for one")
+    driver.get(BASE + "/#/app/%2Fweb")
+    give_token(read)
+
+    step("a read token sees the app, and no actions")
+    until("the app with the reader named", lambda: card("Instances") == "2 / 2" and "reader · read" in who())
+    assert not driver.find_elements(By.XPATH, "//main//button[text()='Scale']"), "actions shown to a read token"
+    nav("apps")
+    until("the app listed", lambda: "/web" in main_text())
+    assert not driver.find_elements(By.XPATH, "//main//button[text()='New app']"), "New app shown to a read token"
+    shot("token-read")
+
+    step("an operate token sees the actions and scales")
+    driver.find_element(By.XPATH, "//*[@id='who']//button[text()='Change token']").click()
+    give_token(operate)
+    until("the operator named", lambda: "deployer · operate" in who())
+    driver.get(BASE + "/#/app/%2Fweb")
+    click("//main//button[text()='Scale']")
+    dialog_submit({"n": 1})
+    until("1 of 1 instances", lambda: card("Instances") == "1 / 1")
+    shot("token-operate")
+    check_console()
+
+
 try:
-    run()
+    run_with_tokens() if TOKENS else run()
     print(f"ui: ok ({len(console)} console entries, none an error)")
 except Exception as e:  # noqa: BLE001 - report, screenshot, fail
     os.makedirs(SHOTS, exist_ok=True)

@@ -10,6 +10,18 @@ use serde_json::Value;
 /// `marathon`) against `server`: its result as JSON, or the client's exception as
 /// `Type: message`.
 pub fn call(kind: &str, server: &str, call: &str, args: &[Value]) -> Result<Value, String> {
+    call_as(kind, server, None, call, args)
+}
+
+/// [`call`] with the client given credentials: `basic:USER:PASSWORD` (HTTP Basic, as each
+/// client is told a user and password) or `token:SECRET` (marathon-python's `auth_token`).
+pub fn call_as(
+    kind: &str,
+    server: &str,
+    credentials: Option<&str>,
+    call: &str,
+    args: &[Value],
+) -> Result<Value, String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let libs = format!("{root}/.python");
     assert!(
@@ -22,6 +34,7 @@ pub fn call(kind: &str, server: &str, call: &str, args: &[Value]) -> Result<Valu
         .args(args.iter().map(Value::to_string))
         // The clients, and the Python 3.10+ workaround marathon-python needs.
         .env("PYTHONPATH", format!("{libs}:{root}/python"))
+        .env("CAIRN_CLIENT_AUTH", credentials.unwrap_or_default())
         .output()
         .expect("python3 runs");
     let (stdout, stderr) = (

@@ -10,7 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::{cairn_bin, free_port, http_to, Lines, Proc};
+use crate::{cairn_bin, free_port, http_with, Lines, Proc};
 
 #[derive(Debug)]
 pub struct Dev {
@@ -20,6 +20,8 @@ pub struct Dev {
     proc: Proc,
     /// Its log lines (JSON, on stderr).
     pub lines: Lines,
+    /// The API token [`Dev::http`] presents, for a master that asks for one.
+    pub token: Option<String>,
 }
 
 impl Dev {
@@ -105,6 +107,7 @@ impl Dev {
             agent_port,
             proc,
             lines,
+            token: None,
         }
     }
 
@@ -137,7 +140,20 @@ impl Dev {
 
     /// `(status, body)` of a request with a JSON body.
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        http_to(&self.addr(), method, path, body, Duration::from_secs(60)).expect("HTTP request")
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        http_with(
+            &self.addr(),
+            method,
+            path,
+            &headers,
+            body,
+            Duration::from_secs(60),
+        )
+        .expect("HTTP request")
     }
 
     /// The whole GraphQL response to `query` with `variables`.
@@ -226,4 +242,21 @@ pub fn synthetic_entries(n: usize) -> Vec<Entry> {
             event: r.event,
         })
         .collect()
+}
+
+/// `cairn token new`: a new token's secret, and its `[[tokens]]` entry for a configuration.
+pub fn new_token(name: &str, role: &str) -> (String, String) {
+    let out = Command::new(cairn_bin())
+        .args(["token", "new", "--name", name, "--role", role])
+        .output()
+        .expect("cairn token new");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let (secret, entry) = stdout.split_once('\n').expect("two parts");
+    assert!(secret.starts_with("cairn-"), "{stdout}");
+    assert!(
+        !entry.contains(secret),
+        "the configuration must hold only the hash"
+    );
+    (secret.to_owned(), entry.to_owned())
 }

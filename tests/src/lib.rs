@@ -160,13 +160,29 @@ pub fn http_to(
     json: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    http_with(addr, method, path, &[], json, timeout)
+}
+
+/// [`http_to`] with more request headers (`name`, `value`).
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let socket: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
     let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{json}",
         json.len()
     )?;
     let mut response = String::new();

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cairn_tests::cluster::wait_until;
-use cairn_tests::dev::Dev;
+use cairn_tests::dev::{new_token, Dev};
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -53,29 +53,7 @@ fn the_ui_shows_operates_and_travels_in_time_in_chromium() {
     };
     wait_until("the app's instances and the job's run", WITHIN, ready);
 
-    let root = env!("CARGO_MANIFEST_DIR");
-    let shots = format!("{root}/../target/ui-screenshots");
-    let libs = format!("{root}/.python-ui");
-    assert!(
-        std::path::Path::new(&libs).is_dir(),
-        "{libs} is missing: ./test.sh installs Selenium there"
-    );
-    let out = Command::new("python3")
-        .arg(format!("{root}/python/ui_check.py"))
-        .arg(format!("http://{}", dev.addr()))
-        .arg(&shots)
-        .env("PYTHONPATH", &libs)
-        .output()
-        .expect("python3 runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "the UI check failed (screenshots in {shots}):\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("ui: ok"), "{stdout}");
+    ui_check(&dev, "");
 
     // What the browser did is in the log, as anyone's changes are.
     let scaled = dev.data(
@@ -92,6 +70,74 @@ fn the_ui_shows_operates_and_travels_in_time_in_chromium() {
     assert_eq!(
         dev.data(r#"{ app(id: "/web") { instances } }"#, Value::Null)["app"]["instances"],
         3
+    );
+    dev.stop();
+}
+
+/// Runs `ui_check.py` against `dev` (with `CAIRN_UI_TOKENS=tokens`) and asserts it passed.
+fn ui_check(dev: &Dev, tokens: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shots = format!("{root}/../target/ui-screenshots");
+    let libs = format!("{root}/.python-ui");
+    assert!(
+        std::path::Path::new(&libs).is_dir(),
+        "{libs} is missing: ./test.sh installs Selenium there"
+    );
+    let out = Command::new("python3")
+        .arg(format!("{root}/python/ui_check.py"))
+        .arg(format!("http://{}", dev.addr()))
+        .arg(&shots)
+        .env("PYTHONPATH", &libs)
+        .env("CAIRN_UI_TOKENS", tokens)
+        .output()
+        .expect("python3 runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the UI check failed (screenshots in {shots}):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ui: ok"), "{stdout}");
+}
+
+/// On a master that asks for tokens, the page asks for one, shows a read token no actions and
+/// an operate token the actions, which then work under that token's name.
+#[test]
+fn the_ui_asks_for_a_token_and_hides_actions_from_a_read_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, reader_entry) = new_token("reader", "read");
+    let (deployer, deployer_entry) = new_token("deployer", "operate");
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(&config, format!("{reader_entry}\n{deployer_entry}")).unwrap();
+    let mut dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        Some(&config),
+        &["--cpus", "2", "--mem", "1024"],
+    );
+    dev.token = Some(deployer.clone());
+    let app = json!({ "id": "/web", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 2 });
+    dev.data(
+        "mutation($d: JSON!) { createApp(definition: $d) { deploymentId } }",
+        json!({ "d": app }),
+    );
+    wait_until("the app's instances", WITHIN, || {
+        dev.data(r#"{ app(id: "/web") { tasksRunning } }"#, Value::Null)["app"]["tasksRunning"] == 2
+    });
+
+    ui_check(&dev, &format!("{reader},{deployer}"));
+
+    let scaled = dev.data(
+        r#"{ audit(subject: "app:/web") { nodes { type actor { principal } } } }"#,
+        Value::Null,
+    );
+    let entries = scaled["audit"]["nodes"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "AppScaled" && e["actor"]["principal"] == "user:deployer"),
+        "{entries:?}"
     );
     dev.stop();
 }

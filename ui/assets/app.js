@@ -73,8 +73,9 @@ async function render() {
     a.setAttribute("aria-current", a.dataset.view === (view.nav || route.view) ? "page" : "false");
     a.href = link(a.dataset.view);
   }
-  const ctx = { arg: route.arg, params: route.params, asOf, live: !asOf, act, edit, link, go, refresh: scheduleRefresh };
+  const ctx = { arg: route.arg, params: route.params, asOf, live: !asOf, operate: false, act, edit, link, go, refresh: scheduleRefresh };
   try {
+    ctx.operate = (await whoami()).role !== "READ";
     const [node, state] = await Promise.all([view.render(ctx), gql(`query($asOf: AsOf) { state(asOf: $asOf) { offset at } }`, { asOf })]);
     if (mine !== generation) return;
     current = { view, ctx };
@@ -433,6 +434,22 @@ function connected(ok, why) {
   if (!ok) fill(status, why || "The master cannot be reached; retrying…");
 }
 health.onChange = connected;
+// ---- Who is asking: the token's name and role ----
+
+let viewer = null;
+const who = document.getElementById("who");
+/** The caller as the API sees it, asked once per token. */
+async function whoami() {
+  if (!viewer) {
+    viewer = (await gql(`{ viewer { name role tokenRequired } }`)).viewer;
+    fill(who, viewer.tokenRequired ? [
+      h("span", { title: "the token's name and role" }, `${viewer.name} · ${viewer.role.toLowerCase()}`),
+      h("button", { type: "button", onclick: () => { setToken(""); viewer = null; health.onToken(); } }, "Change token"),
+    ] : []);
+  }
+  return viewer;
+}
+
 health.onToken = () => {
   const dialog = document.getElementById("dialog");
   if (dialog.open) return;
@@ -442,7 +459,7 @@ health.onToken = () => {
     h("p", {}, "This cluster's API asks for a token. It is kept in this browser only."),
     h("label", { for: "token" }, "Token", input),
     h("div", { class: "buttons" }, h("button", { class: "primary", type: "submit" }, "Use it"))));
-  dialog.querySelector("form").addEventListener("submit", () => { setToken(input.value); render(); });
+  dialog.querySelector("form").addEventListener("submit", () => { setToken(input.value); viewer = null; render(); });
   dialog.showModal();
 };
 

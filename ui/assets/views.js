@@ -39,9 +39,10 @@ function header(title, subtitle, actions) {
     actions && actions.length ? h("div", { class: "actions" }, actions) : null);
 }
 
-/** Actions show only on the live state: the past is read-only. */
+/** Actions show only on the live state (the past is read-only), and only to a caller whose
+ * token may change things. */
 function actions(ctx, ...buttons) {
-  return ctx.live ? buttons : [];
+  return ctx.live && ctx.operate ? buttons : [];
 }
 
 function button(label, onclick, cls) {
