@@ -240,6 +240,7 @@ pub async fn require(State(tokens): State<Tokens>, mut request: Request, next: N
             None => "this API needs a token (Authorization: Bearer <token>)",
             Some(_) => "the token presented is not one this cluster accepts",
         };
+        drain(request).await;
         let mut response = refusal(
             graphql,
             StatusCode::UNAUTHORIZED,
@@ -259,10 +260,21 @@ pub async fn require(State(tokens): State<Tokens>, mut request: Request, next: N
         return response;
     };
     if caller.role < role {
+        drain(request).await;
         return refused(graphql, &caller, role);
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Most of a refused request's body read before answering.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads a refused request's body (up to [`DRAIN_LIMIT`]) before the answer: a client that
+/// sends credentials only when challenged (httplib2) is still writing it, and would see its
+/// connection closed under it rather than the 401.
+async fn drain(request: Request) {
+    let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
 }
 
 /// The answer to a caller whose token's role is below the one needed.

@@ -17,6 +17,7 @@ pub mod agent;
 pub mod cluster;
 pub mod compat;
 pub mod dev;
+pub mod docker;
 pub mod partition;
 
 use cairn_log::event::{

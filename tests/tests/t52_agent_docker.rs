@@ -4,31 +4,16 @@
 //! and serving HTTP on its host port (its volume driver served by a local plugin), kills,
 //! containers that outlive an agent restart, and clear reasons for what cannot run.
 
-use std::process::Command;
 use std::time::Duration;
 
 use cairn_tests::agent::{cairn, run_task, states, task, wait_for_state};
 use cairn_tests::cluster::wait_until;
 use cairn_tests::dev::Dev;
-use cairn_tests::{http_to, Proc};
+use cairn_tests::docker::{containers_of, docker, volume_plugin};
+use cairn_tests::http_to;
 use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The containers (any state) of a task.
-fn containers_of(id: &str) -> String {
-    docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=cairn.task_id={id}"),
-    ])
-}
 
 fn logs(masters: &[String], id: &str) -> String {
     String::from_utf8_lossy(&cairn(masters, &["task", "logs", id]).stdout).into_owned()
@@ -163,22 +148,7 @@ fn docker_tasks_run_with_their_parameters_limits_and_networks() {
 fn the_nginx_example_serves_http_on_its_host_port() {
     // Its volume driver, `rexray`, served by a local plugin over Docker's plugin socket.
     let volumes = tempfile::tempdir().unwrap();
-    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/volume_plugin.py");
-    let mut plugin = Proc(
-        Command::new("python3")
-            .args([plugin, "rexray"])
-            .arg(volumes.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3"),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(plugin.0.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.starts_with("serving"), "{line}");
+    let _plugin = volume_plugin("rexray", volumes.path());
 
     // The example app, deployed as it is.
     let example = concat!(
