@@ -19,7 +19,7 @@ use cairn_log::event::{
 use cairn_projections::apps::{App, Deployment, DeploymentStatus};
 use cairn_projections::State as Cluster;
 use cairn_scheduler::deployments::Put;
-use cairn_scheduler::marathon::{app_id, parse_app, to_marathon};
+use cairn_scheduler::marathon::{app_id, parse_app, parse_group, to_marathon, Invalid};
 use cairn_scheduler::runner::Error;
 use serde_json::{json, Value};
 
@@ -51,8 +51,17 @@ pub(crate) fn routes() -> Router<Compat> {
         )
         .route("/v2/events", get(crate::marathon_events::stream))
         .route("/v2/queue", get(queue))
-        .route("/v2/groups", get(root_group))
-        .route("/v2/groups/{*path}", get(group))
+        .route(
+            "/v2/groups",
+            get(root_group)
+                .post(create_group)
+                .put(update_group)
+                .delete(delete_group),
+        )
+        .route(
+            "/v2/groups/{*path}",
+            get(group).put(update_group).delete(delete_group),
+        )
 }
 
 type Params = Query<Vec<(String, String)>>;
@@ -507,10 +516,14 @@ async fn list_apps(State(c): State<Compat>, Query(params): Params) -> Response {
 
 /// Reads an app definition from the body; every error at once, Marathon's 422.
 fn definition(value: &Value) -> Result<cairn_log::event::AppSpec, Failure> {
-    parse_app(value).map_err(|invalid| Failure {
+    parse_app(value).map_err(unprocessable)
+}
+
+fn unprocessable(invalid: Invalid) -> Failure {
+    Failure {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         body: json!(invalid),
-    })
+    }
 }
 
 async fn create_app(State(c): State<Compat>, request: Request) -> Result<Response, Failure> {
@@ -901,7 +914,7 @@ async fn root_group(State(c): State<Compat>) -> Response {
 }
 
 async fn group(State(c): State<Compat>, Path(path): Path<String>) -> Result<Response, Failure> {
-    let id = format!("/{}", path.trim_matches('/'));
+    let id = group_id(&path);
     let state = c.projector.current().await;
     group_json(&state, &id).map(json_of).ok_or_else(|| {
         message(
@@ -909,6 +922,204 @@ async fn group(State(c): State<Compat>, Path(path): Path<String>) -> Result<Resp
             format!("Group '{id}' does not exist"),
         )
     })
+}
+
+/// A group's id from the path after `/v2/groups` (the root for none).
+fn group_id(path: &str) -> String {
+    format!("/{}", path.trim_matches('/'))
+}
+
+/// The apps under group `id` (every app, under the root).
+fn apps_under(state: &Cluster, id: &str) -> Vec<AppId> {
+    let prefix = format!("{}/", id.trim_end_matches('/'));
+    state
+        .apps
+        .apps
+        .keys()
+        .filter(|a| a.as_str().starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// The latest version among `apps`: a group's version.
+fn version_of(state: &Cluster, apps: &[AppId]) -> Timestamp {
+    apps.iter()
+        .filter_map(|a| state.apps.apps.get(a))
+        .map(|a| a.version)
+        .max()
+        .unwrap_or_default()
+}
+
+/// `POST /v2/groups`: a new group with its apps, in one deployment.
+async fn create_group(
+    State(c): State<Compat>,
+    Query(params): Params,
+    request: Request,
+) -> Result<Response, Failure> {
+    let actor = cairn_graphql::actor(&request, "marathon");
+    let value = body(request)
+        .await
+        .map_err(|e| message(StatusCode::BAD_REQUEST, e))?;
+    let (id, specs) = parse_group(&value, None).map_err(unprocessable)?;
+    let exists = id == "/" || !apps_under(&*c.projector.current().await, &id).is_empty();
+    if exists {
+        return Err(message(
+            StatusCode::CONFLICT,
+            format!("Group {id} is already created. Use PUT to change this group."),
+        ));
+    }
+    if specs.is_empty() {
+        return Err(message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("group {id} has no apps: cairn's groups are the apps under them, so an empty one is not kept"),
+        ));
+    }
+    let ids: Vec<AppId> = specs.iter().map(|s| s.id.clone()).collect();
+    match c
+        .runner
+        .put_apps(actor, specs, Put::Create, flag(&params, "force"))
+        .await
+    {
+        Ok(result) => {
+            let mut response = deployed(result, Timestamp::default());
+            *response.status_mut() = StatusCode::CREATED;
+            Ok(response)
+        }
+        Err(e) => Err(refused(e, &*c.projector.current().await, &ids)),
+    }
+}
+
+/// `PUT /v2/groups/{id}` (the root without an id): the group becomes the definition given —
+/// its apps created or updated, the others under it deleted (only among its own apps if `apps` is given, only
+/// among its subgroups' if `groups` is) — or, with `scaleBy`, every app under it scaled by
+/// the factor (rounded up); one deployment either way.
+async fn update_group(
+    State(c): State<Compat>,
+    path: Option<Path<String>>,
+    Query(params): Params,
+    request: Request,
+) -> Result<Response, Failure> {
+    let id = group_id(path.as_ref().map_or("", |p| p.as_str()));
+    let actor = cairn_graphql::actor(&request, "marathon");
+    let value = body(request)
+        .await
+        .map_err(|e| message(StatusCode::BAD_REQUEST, e))?;
+    let state = c.projector.current().await;
+    let existing = apps_under(&state, &id);
+    let fallback = version_of(&state, &existing);
+    let (specs, remove) = if let Some(by) = value.get("scaleBy") {
+        let Some(by) = by.as_f64().filter(|b| b.is_finite() && *b >= 0.0) else {
+            return Err(Failure {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                body: json!({ "message": "Object is not valid", "details": [{ "path": "/scaleBy", "errors": ["must be a number of at least 0"] }] }),
+            });
+        };
+        if existing.is_empty() {
+            return Err(message(
+                StatusCode::NOT_FOUND,
+                format!("Group '{id}' does not exist"),
+            ));
+        }
+        let specs = existing
+            .iter()
+            .map(|a| {
+                let spec = &state.apps.apps[a].spec;
+                let instances = (f64::from(spec.instances) * by).ceil().min(1_000_000.0) as u32;
+                cairn_log::event::AppSpec {
+                    instances,
+                    ..spec.clone()
+                }
+            })
+            .collect();
+        (specs, Vec::new())
+    } else if value.get("version").is_some() && value.get("apps").is_none() {
+        return Err(message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rolling a whole group back is not supported: roll back its apps (PUT /v2/apps/{id} with a version)",
+        ));
+    } else {
+        let (_, specs) = parse_group(&value, Some(&id)).map_err(unprocessable)?;
+        let kept: std::collections::BTreeSet<&AppId> = specs.iter().map(|s| &s.id).collect();
+        // As Marathon applies a group update: `apps` left out keeps the group's own apps,
+        // `groups` left out keeps its subgroups (marathon-python leaves out empty lists).
+        let depth = id
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .count();
+        let replaces = |a: &AppId| {
+            let own = a.as_str().trim_matches('/').split('/').count() == depth + 1;
+            value.get(if own { "apps" } else { "groups" }).is_some()
+        };
+        let remove: Vec<AppId> = existing
+            .iter()
+            .filter(|a| !kept.contains(a) && replaces(a))
+            .cloned()
+            .collect();
+        (specs, remove)
+    };
+    drop(state);
+    if specs.is_empty() && remove.is_empty() {
+        return Ok(deployed(None, fallback));
+    }
+    replace(&c, actor, specs, remove, flag(&params, "force"), fallback).await
+}
+
+/// A group's change carried out, answered Marathon's way (the deployment, or the refusal
+/// with the deployments in the way).
+async fn replace(
+    c: &Compat,
+    actor: cairn_log::event::Actor,
+    specs: Vec<cairn_log::event::AppSpec>,
+    remove: Vec<AppId>,
+    force: bool,
+    fallback: Timestamp,
+) -> Result<Response, Failure> {
+    let touched: Vec<AppId> = specs
+        .iter()
+        .map(|s| s.id.clone())
+        .chain(remove.iter().cloned())
+        .collect();
+    match c.runner.replace_apps(actor, specs, remove, force).await {
+        Ok(result) => Ok(deployed(result, fallback)),
+        Err(e) => Err(refused(e, &*c.projector.current().await, &touched)),
+    }
+}
+
+/// `DELETE /v2/groups/{id}` (the root without an id): every app under the group deleted,
+/// in one deployment.
+async fn delete_group(
+    State(c): State<Compat>,
+    path: Option<Path<String>>,
+    Query(params): Params,
+    request: Request,
+) -> Result<Response, Failure> {
+    let id = group_id(path.as_ref().map_or("", |p| p.as_str()));
+    let actor = cairn_graphql::actor(&request, "marathon");
+    let (apps, fallback) = {
+        let state = c.projector.current().await;
+        let apps = apps_under(&state, &id);
+        let version = version_of(&state, &apps);
+        (apps, version)
+    };
+    if apps.is_empty() {
+        return match id.as_str() {
+            "/" => Ok(deployed(None, fallback)),
+            _ => Err(message(
+                StatusCode::NOT_FOUND,
+                format!("Group '{id}' does not exist"),
+            )),
+        };
+    }
+    replace(
+        &c,
+        actor,
+        Vec::new(),
+        apps,
+        flag(&params, "force"),
+        fallback,
+    )
+    .await
 }
 
 /// `GET /metrics` as Marathon answers it to a client asking for JSON (marathon-python's

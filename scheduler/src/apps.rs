@@ -1174,6 +1174,92 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_group_updates_creates_and_deletes_its_apps_in_one_deployment() {
+        let mut sim = Sim::new(&[("a1", 4000)]);
+        sim.put(spec("/g/a", 1));
+        sim.put(spec("/g/b", 1));
+        let mut outside = spec("/x", 1);
+        outside.dependencies = vec![AppId::new("/g/b").unwrap()];
+        sim.put(outside);
+        // Each deployment's instances start and report (one step per round).
+        for _ in 0..3 {
+            sim.settle();
+        }
+        let state = sim.state();
+        let (a, b) = (AppId::new("/g/a").unwrap(), AppId::new("/g/b").unwrap());
+        let id = || DeploymentId::new("d9").unwrap();
+
+        // /x depends on /g/b: the group may not lose it, and nothing is decided.
+        let err = deployments::replace(
+            &state,
+            vec![spec("/g/a", 2)],
+            std::slice::from_ref(&b),
+            sim.now(),
+            id(),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("app /x depends on /g/b"),
+            "{err}"
+        );
+        // Given twice, or removing what does not exist: refused.
+        let err = deployments::replace(
+            &state,
+            vec![spec("/g/a", 2)],
+            std::slice::from_ref(&a),
+            sim.now(),
+            id(),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+        let err = deployments::replace(
+            &state,
+            Vec::new(),
+            &[AppId::new("/g/z").unwrap()],
+            sim.now(),
+            id(),
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(err, deployments::Refusal::NotFound(_)), "{err}");
+
+        // Without /x's dependency: /g/a scaled, /g/c created, /g/b deleted, one deployment.
+        let mut x = spec("/x", 1);
+        x.dependencies.clear();
+        sim.put(x);
+        for _ in 0..3 {
+            sim.settle();
+        }
+        let change = deployments::replace(
+            &sim.state(),
+            vec![spec("/g/a", 2), spec("/g/c", 1)],
+            std::slice::from_ref(&b),
+            sim.now(),
+            id(),
+            false,
+        )
+        .unwrap();
+        let kinds: Vec<&str> = change.events.iter().map(|e| e.kind().into()).collect();
+        assert_eq!(
+            kinds,
+            ["AppDeleted", "AppScaled", "AppCreated", "DeploymentStarted"]
+        );
+        sim.events.extend(change.events);
+        sim.settle();
+        sim.kill_all();
+        sim.settle();
+        let state = sim.state();
+        assert!(!state.apps.apps.contains_key(&b));
+        assert_eq!(state.apps.apps[&a].spec.instances, 2);
+        assert_eq!(
+            state.apps.deployments[&id()].status,
+            DeploymentStatus::Finished
+        );
+    }
+
+    #[test]
     fn one_deployment_per_app_unless_forced_and_cycles_are_refused() {
         let mut sim = Sim::new(&[("a1", 4000)]);
         sim.put(spec("/web", 1));

@@ -60,16 +60,61 @@ pub fn put(
     if specs.is_empty() {
         return Err(Refusal::Invalid("no app given".into()));
     }
-    if specs.len() > MAX_APPS_PER_CHANGE {
+    change(state, specs, &[], mode, now, deployment_id, force)
+}
+
+/// Creates or updates `specs` and deletes the apps `remove` in one deployment: what
+/// Marathon's `PUT /v2/groups/{id}` does to the apps of a group (and `DELETE`, with no specs).
+pub fn replace(
+    state: &State,
+    specs: Vec<AppSpec>,
+    remove: &[AppId],
+    now: Timestamp,
+    deployment_id: DeploymentId,
+    force: bool,
+) -> Result<Change, Refusal> {
+    if specs.is_empty() && remove.is_empty() {
+        return Err(Refusal::Invalid("no app given".into()));
+    }
+    change(
+        state,
+        specs,
+        remove,
+        Put::CreateOrUpdate,
+        now,
+        deployment_id,
+        force,
+    )
+}
+
+/// [`put`] of `specs` and deletion of `remove`, checked together: an app that stays may not
+/// depend on one that goes.
+fn change(
+    state: &State,
+    specs: Vec<AppSpec>,
+    remove: &[AppId],
+    mode: Put,
+    now: Timestamp,
+    deployment_id: DeploymentId,
+    force: bool,
+) -> Result<Change, Refusal> {
+    if specs.len() + remove.len() > MAX_APPS_PER_CHANGE {
         return Err(Refusal::Invalid(format!(
             "{} apps in one change, at most {MAX_APPS_PER_CHANGE}",
-            specs.len()
+            specs.len() + remove.len()
         )));
     }
     let mut given = BTreeSet::new();
     for spec in &specs {
         if !given.insert(&spec.id) {
             return Err(Refusal::Invalid(format!("app {} is given twice", spec.id)));
+        }
+    }
+    let mut going = BTreeSet::new();
+    for app_id in remove {
+        existing(state, app_id)?;
+        if given.contains(app_id) || !going.insert(app_id) {
+            return Err(Refusal::Invalid(format!("app {app_id} is given twice")));
         }
     }
     for spec in &specs {
@@ -80,7 +125,8 @@ pub fn put(
                     spec.id
                 )));
             }
-            if !given.contains(dependency) && !state.apps.apps.contains_key(dependency) {
+            let exists = given.contains(dependency) || state.apps.apps.contains_key(dependency);
+            if !exists || going.contains(dependency) {
                 return Err(Refusal::Invalid(format!(
                     "app {} depends on {dependency}, which does not exist",
                     spec.id
@@ -88,9 +134,27 @@ pub fn put(
             }
         }
     }
-    let version = next_version(state, specs.iter().map(|s| &s.id), now);
+    // The apps left untouched must not lose what they depend on either.
+    if let Some((dependent, app)) = state.apps.apps.iter().find(|(id, a)| {
+        !given.contains(id)
+            && !going.contains(id)
+            && a.spec.dependencies.iter().any(|d| going.contains(d))
+    }) {
+        let gone = app.spec.dependencies.iter().find(|d| going.contains(d));
+        return Err(Refusal::Invalid(format!(
+            "app {dependent} depends on {}: delete or change it first",
+            gone.map(ToString::to_string).unwrap_or_default()
+        )));
+    }
+    let version = next_version(state, specs.iter().map(|s| &s.id).chain(remove), now);
     let mut events = Vec::new();
     let mut actions = BTreeMap::new();
+    for app_id in remove {
+        events.push(Event::AppDeleted(AppDeleted {
+            app_id: app_id.clone(),
+        }));
+        actions.insert(app_id.clone(), DeploymentActionKind::StopApplication);
+    }
     for spec in &specs {
         let app_id = spec.id.clone();
         let (event, action) = match (state.apps.apps.get(&app_id), mode) {
@@ -201,23 +265,16 @@ pub fn delete(
     deployment_id: DeploymentId,
     force: bool,
 ) -> Result<Change, Refusal> {
-    existing(state, app_id)?;
-    if let Some((dependent, _)) = state
-        .apps
-        .apps
-        .iter()
-        .find(|(_, a)| a.spec.dependencies.contains(app_id))
-    {
-        return Err(Refusal::Invalid(format!(
-            "app {dependent} depends on {app_id}: delete or change it first"
-        )));
-    }
-    let version = next_version(state, [app_id], now);
-    let event = Event::AppDeleted(AppDeleted {
-        app_id: app_id.clone(),
-    });
-    let action = DeploymentActionKind::StopApplication;
-    deploy_one(state, app_id, event, action, version, deployment_id, force)
+    let remove = [app_id.clone()];
+    change(
+        state,
+        Vec::new(),
+        &remove,
+        Put::Update,
+        now,
+        deployment_id,
+        force,
+    )
 }
 
 /// [`deploy`] of one event about one app, in one step.

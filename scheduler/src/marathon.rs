@@ -579,6 +579,156 @@ pub fn to_marathon(spec: &AppSpec) -> Map<String, Value> {
     out
 }
 
+/// Fields a group definition may have (`version` and `pods` as a client echoes them).
+const GROUP_FIELDS: [&str; 7] = [
+    "id",
+    "apps",
+    "groups",
+    "dependencies",
+    "version",
+    "pods",
+    "enforceRole",
+];
+/// Deepest nesting of groups read.
+const MAX_GROUP_DEPTH: usize = 16;
+
+/// A Marathon group definition (`POST`/`PUT /v2/groups`): its id and its apps, nested groups
+/// flattened, ids made absolute (a relative one is taken under its parent group, and must
+/// stay under it); every error at once with its path. `at` is the group's id when the URL
+/// names it, else the body's `id` is.
+pub fn parse_group(
+    definition: &Value,
+    at: Option<&str>,
+) -> Result<(String, Vec<AppSpec>), Invalid> {
+    let mut errors = Errors::default();
+    let raw = at.or_else(|| definition.get("id").and_then(Value::as_str));
+    let id = match raw {
+        None => {
+            errors.add("/id", "is required");
+            "/".to_owned()
+        }
+        Some(raw) if raw.trim_matches('/').is_empty() => "/".to_owned(),
+        Some(raw) => match app_id(&under("/", raw)) {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                errors.add("/id", e);
+                "/".to_owned()
+            }
+        },
+    };
+    let mut specs = Vec::new();
+    read_group(definition, &id, "", 0, &mut specs, &mut errors);
+    if errors.is_empty() {
+        Ok((id, specs))
+    } else {
+        Err(errors.into_invalid())
+    }
+}
+
+/// `raw` (absolute, or relative to `parent`) as an absolute path.
+fn under(parent: &str, raw: &str) -> String {
+    if raw.starts_with('/') {
+        raw.to_owned()
+    } else {
+        format!("{}/{raw}", parent.trim_end_matches('/'))
+    }
+}
+
+/// The absolute id of a member (`raw`, at `path`) of group `group`, if it is one.
+fn member(group: &str, raw: Option<&str>, path: &str, errors: &mut Errors) -> Option<String> {
+    let Some(raw) = raw else {
+        errors.add(&format!("{path}/id"), "is required");
+        return None;
+    };
+    let full = match app_id(&under(group, raw)) {
+        Ok(id) => id.to_string(),
+        Err(e) => {
+            errors.add(&format!("{path}/id"), e);
+            return None;
+        }
+    };
+    let within = full.starts_with(&format!("{}/", group.trim_end_matches('/')));
+    if !within {
+        errors.add(
+            &format!("{path}/id"),
+            format!("{full} is not within the group {group}"),
+        );
+        return None;
+    }
+    Some(full)
+}
+
+fn read_group(
+    group: &Value,
+    id: &str,
+    path: &str,
+    depth: usize,
+    specs: &mut Vec<AppSpec>,
+    errors: &mut Errors,
+) {
+    let Some(map) = group.as_object() else {
+        errors.add(
+            if path.is_empty() { "/" } else { path },
+            "must be a group object",
+        );
+        return;
+    };
+    for key in map.keys().filter(|k| !GROUP_FIELDS.contains(&k.as_str())) {
+        errors.add(&format!("{path}/{key}"), "is not a field of a group");
+    }
+    if map
+        .get("dependencies")
+        .and_then(Value::as_array)
+        .is_some_and(|d| !d.is_empty())
+    {
+        errors.add(
+            &format!("{path}/dependencies"),
+            "groups do not depend on groups in cairn: give the apps their dependencies",
+        );
+    }
+    let items = |key: &str, errors: &mut Errors| -> Vec<Value> {
+        match map.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(_) => {
+                errors.add(&format!("{path}/{key}"), "must be an array");
+                Vec::new()
+            }
+        }
+    };
+    for (i, mut app) in items("apps", errors).into_iter().enumerate() {
+        let at = format!("{path}/apps/{i}");
+        let raw = app.get("id").and_then(Value::as_str).map(str::to_owned);
+        let Some(full) = member(id, raw.as_deref(), &at, errors) else {
+            continue;
+        };
+        if let Some(app) = app.as_object_mut() {
+            app.insert("id".into(), json!(full));
+        }
+        match parse_app(&app) {
+            Ok(spec) => specs.push(spec),
+            Err(invalid) => {
+                for detail in invalid.details {
+                    for e in detail.errors {
+                        errors.add(&format!("{at}{}", detail.path), e);
+                    }
+                }
+            }
+        }
+    }
+    for (i, child) in items("groups", errors).into_iter().enumerate() {
+        let at = format!("{path}/groups/{i}");
+        if depth + 1 >= MAX_GROUP_DEPTH {
+            errors.add(&at, format!("groups nest at most {MAX_GROUP_DEPTH} deep"));
+            continue;
+        }
+        let raw = child.get("id").and_then(Value::as_str);
+        if let Some(full) = member(id, raw, &at, errors) {
+            read_group(&child, &full, &at, depth + 1, specs, errors);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -704,5 +854,43 @@ mod tests {
         let err = parse_app(&json!({"id": "/x"})).unwrap_err();
         assert!(err.details[0].errors[0].contains("cmd, args or a Docker container"));
         assert!(parse_app(&json!("nope")).is_err());
+    }
+
+    #[test]
+    fn a_group_flattens_to_absolute_apps_with_every_error_at_its_path() {
+        let group = json!({
+            "id": "/prod",
+            "apps": [{"id": "web", "cmd": "serve", "mem": 32}],
+            "groups": [{"id": "db", "apps": [{"id": "/prod/db/pg", "cmd": "pg", "mem": 64}]}]
+        });
+        let (id, specs) = parse_group(&group, None).unwrap();
+        assert_eq!(id, "/prod");
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["/prod/web", "/prod/db/pg"]);
+        // The URL names the group; the body's id then does not matter.
+        let (id, _) = parse_group(&json!({"apps": []}), Some("/stage/")).unwrap();
+        assert_eq!(id, "/stage");
+
+        let bad = json!({
+            "id": "/prod",
+            "apps": [{"id": "/elsewhere/web", "cmd": "serve"}, {"id": "ok", "mem": -1, "cmd": "x"}],
+            "groups": [{"apps": []}, {"id": "sub", "apps": "none"}],
+            "dependencies": ["/other"],
+            "color": "red"
+        });
+        let invalid = parse_group(&bad, None).unwrap_err();
+        let paths: Vec<&str> = invalid.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/apps/0/id",
+                "/apps/1/mem",
+                "/color",
+                "/dependencies",
+                "/groups/0/id",
+                "/groups/1/apps"
+            ],
+            "{invalid:?}"
+        );
     }
 }

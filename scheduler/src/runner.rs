@@ -675,6 +675,21 @@ impl Runner {
         .await
     }
 
+    /// Creates or updates `specs` and deletes the apps `remove`, in one deployment (a
+    /// Marathon group replaced or deleted).
+    pub async fn replace_apps(
+        &self,
+        actor: Actor,
+        specs: Vec<AppSpec>,
+        remove: Vec<AppId>,
+        force: bool,
+    ) -> Result<Option<(DeploymentId, Timestamp)>> {
+        self.change(actor, |state, now, id| {
+            deployments::replace(state, specs, &remove, now, id, force)
+        })
+        .await
+    }
+
     /// Sets an app's instance count.
     pub async fn scale_app(
         &self,

@@ -312,3 +312,151 @@ fn marathon_python_and_marathon_deploy_manage_apps_on_cairn() {
     }
     dev.stop();
 }
+
+/// The apps under a group (`/shop`), with their instance counts.
+fn shop(dev: &Dev) -> Vec<(String, u64)> {
+    let apps = dev.data("{ apps(first: 100) { nodes { id instances } } }", json!({}));
+    apps["apps"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["id"].as_str().unwrap().starts_with("/shop/"))
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap().to_owned(),
+                a["instances"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Groups written through marathon-python: created with a subgroup, refused when created
+/// twice or when an app leaves the group, scaled by a factor, replaced (an app updated, one
+/// added, the subgroup kept when the update leaves `groups` out, then dropped when it gives
+/// them), and deleted, each change one deployment.
+#[test]
+fn marathon_python_writes_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        None,
+        &["--cpus", "4", "--mem", "2048"],
+    );
+    let url = format!("http://{}", dev.addr());
+    let server = url.as_str();
+    let app = |id: &str, n: u32| json!({"id": id, "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": n});
+    let settled = || {
+        no_deployments(server)
+            && dev.data(
+                "{ apps(first: 100) { nodes { tasksRunning instances } } }",
+                json!({}),
+            )["apps"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["tasksRunning"] == a["instances"])
+    };
+
+    let created = marathon(
+        server,
+        "c.create_group(MarathonGroup.from_json(A[0]))",
+        &[json!({"id": "/shop", "apps": [app("web", 1)],
+                 "groups": [{"id": "db", "apps": [app("pg", 1)]}]})],
+    );
+    assert!(created["deploymentId"].is_string(), "{created}");
+    wait_until("the group's apps run", WITHIN, settled);
+    assert_eq!(
+        shop(&dev),
+        [("/shop/db/pg".into(), 1), ("/shop/web".into(), 1)]
+    );
+    let group = marathon(server, "c.get_group('/shop')", &[]);
+    assert_eq!(group["apps"][0]["id"], "/shop/web", "{group}");
+    assert_eq!(group["groups"][0]["id"], "/shop/db", "{group}");
+
+    // Refused, changing nothing: the group again, and an app outside the group.
+    let again = call(
+        "marathon",
+        server,
+        "c.create_group(MarathonGroup.from_json(A[0]))",
+        &[json!({"id": "/shop", "apps": [app("other", 1)]})],
+    );
+    assert!(again.is_err_and(|e| e.contains("already created")));
+    let head = dev.head();
+    let (status, body) = dev.http(
+        "PUT",
+        "/v2/groups/shop",
+        &json!({"apps": [app("/elsewhere/x", 1)]}).to_string(),
+    );
+    assert_eq!(status, 422, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["details"][0]["path"], "/apps/0/id", "{body}");
+    assert_eq!(dev.head(), head);
+
+    // Scaled by a factor: every app under it.
+    marathon(server, "c.scale_group('/shop', 2)", &[]);
+    wait_until("the scale", WITHIN, settled);
+    assert_eq!(
+        shop(&dev),
+        [("/shop/db/pg".into(), 2), ("/shop/web".into(), 2)]
+    );
+
+    // Replaced: web to 1, cache added; marathon-python leaves out the empty `groups`, so
+    // the subgroup stays.
+    let update = json!({"id": "/shop", "apps": [app("web", 1), app("cache", 1)]});
+    let replaced = marathon(
+        server,
+        "c.update_group('/shop', MarathonGroup.from_json(A[0]))",
+        &[update],
+    );
+    assert!(replaced["deploymentId"].is_string(), "{replaced}");
+    wait_until("the replacement", WITHIN, settled);
+    assert_eq!(
+        shop(&dev),
+        [
+            ("/shop/cache".into(), 1),
+            ("/shop/db/pg".into(), 2),
+            ("/shop/web".into(), 1)
+        ]
+    );
+    // Given `groups`, the group's subgroups are those: db goes, in the same deployment as
+    // the rest of the change.
+    let (status, body) = dev.http(
+        "PUT",
+        "/v2/groups/shop",
+        &json!({"groups": [{"id": "jobs", "apps": [app("worker", 1)]}]}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let deployment: Value = serde_json::from_str(&body).unwrap();
+    wait_until("the subgroups replaced", WITHIN, settled);
+    assert_eq!(
+        shop(&dev),
+        [
+            ("/shop/cache".into(), 1),
+            ("/shop/jobs/worker".into(), 1),
+            ("/shop/web".into(), 1)
+        ]
+    );
+    let started = dev.data(
+        "{ events(filter: {types: [\"DeploymentStarted\"]}, last: 1) { nodes { payload } } }",
+        json!({}),
+    );
+    let started = &started["events"]["nodes"][0]["payload"];
+    assert_eq!(
+        started["deployment_id"], deployment["deploymentId"],
+        "{started}"
+    );
+    assert_eq!(
+        started["app_ids"],
+        json!(["/shop/db/pg", "/shop/jobs/worker"]),
+        "{started}"
+    );
+
+    // Deleted: every app under it, and the group is gone.
+    marathon(server, "c.delete_group('/shop')", &[]);
+    wait_until("the group's apps gone", WITHIN, || {
+        shop(&dev).is_empty() && no_deployments(server)
+    });
+    let gone = call("marathon", server, "c.get_group('/shop')", &[]);
+    assert!(gone.is_err_and(|e| e.contains("does not exist")));
+    dev.stop();
+}
