@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<Compat> {
         )
         .route("/v2/events", get(crate::marathon_events::stream))
         .route("/v2/queue", get(queue))
+        .route("/v2/queue/{*path}", axum::routing::delete(reset_delay))
         .route(
             "/v2/groups",
             get(root_group)
@@ -907,6 +908,31 @@ async fn cancel_deployment(
 async fn queue(State(c): State<Compat>) -> Response {
     let now = c.runner.now();
     json_of(queue_json(&*c.projector.current().await, now))
+}
+
+/// `DELETE /v2/queue/{id}/delay`: the app's launch delay cleared; `204`, or Marathon's `404`
+/// when the app has none.
+async fn reset_delay(
+    State(c): State<Compat>,
+    Path(path): Path<String>,
+    request: Request,
+) -> Result<Response, Failure> {
+    let Some(raw) = path.trim_end_matches('/').strip_suffix("/delay") else {
+        return Err(message(
+            StatusCode::NOT_FOUND,
+            "DELETE /v2/queue/{appId}/delay",
+        ));
+    };
+    let id = id_of(raw)?;
+    let actor = cairn_graphql::actor(&request, "marathon");
+    match c.runner.reset_backoff(actor, id.clone()).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(Error::NotFound(_)) => Err(message(
+            StatusCode::NOT_FOUND,
+            format!("Application {id} not found in tasks queue."),
+        )),
+        Err(e) => Err(refused(e, &*c.projector.current().await, &[])),
+    }
 }
 
 async fn root_group(State(c): State<Compat>) -> Response {

@@ -19,9 +19,9 @@ use crate::event::{Entry, Term, Timestamp};
 use crate::record::{Offset, Record};
 
 /// The format this binary writes.
-pub const FORMAT: u16 = 1;
+pub const FORMAT: u16 = 2;
 /// The newest format this binary can read. A record of a later format is refused, not guessed.
-pub const MAX_READ_FORMAT: u16 = 1;
+pub const MAX_READ_FORMAT: u16 = 2;
 
 pub type Hash = [u8; 32];
 /// The `prev_hash` of offset 1.
@@ -328,9 +328,9 @@ mod tests {
             err,
             Error::UnsupportedFormat {
                 offset: 1,
-                found: 2,
-                supported: 1
-            }
+                found,
+                supported: MAX_READ_FORMAT,
+            } if found == MAX_READ_FORMAT + 1
         ));
         assert!(err.to_string().contains("newer cairn"), "{err}");
     }

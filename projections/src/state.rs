@@ -547,6 +547,10 @@ impl State {
                     self.anomaly(offset, format!("delete of unknown app {}", e.app_id));
                 }
             }
+            Event::AppBackoffReset(e) => match self.apps.apps.get_mut(&e.app_id) {
+                Some(app) => app.backoff = None,
+                None => self.anomaly(offset, format!("delay reset of unknown app {}", e.app_id)),
+            },
             Event::DeploymentStarted(e) => {
                 let deployment = Deployment {
                     version: e.version,
@@ -911,6 +915,7 @@ fn subject(event: &Event) -> Option<String> {
         Event::AppUpdated(e) => format!("app:{}", e.app_id),
         Event::AppScaled(e) => format!("app:{}", e.app_id),
         Event::AppDeleted(e) => format!("app:{}", e.app_id),
+        Event::AppBackoffReset(e) => format!("app:{}", e.app_id),
         Event::DeploymentCanceled(e) => format!("deployment:{}", e.deployment_id),
         Event::JobCreated(e) => format!("job:{}", e.job),
         Event::JobUpdated(e) => format!("job:{}", e.job),

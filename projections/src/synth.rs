@@ -381,7 +381,8 @@ impl World {
                     return;
                 };
                 let version = Timestamp::from_micros(self.at + 1);
-                let event = match p % 3 {
+                let event = match p % 4 {
+                    3 => Event::AppBackoffReset(AppBackoffReset { app_id }),
                     0 => Event::AppUpdated(AppUpdated {
                         app_id: app_id.clone(),
                         version,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cairn_log::engine::{Clock, Log};
 use cairn_log::event::{
-    Actor, AgentId, AppId, AppSpec, DeploymentId, Entry, Event, FrameworkId, JobName, JobSpec,
-    Principal, RunId, TaskId, TaskKillRequested, Term, Timestamp,
+    Actor, AgentId, AppBackoffReset, AppId, AppSpec, DeploymentId, Entry, Event, FrameworkId,
+    JobName, JobSpec, Principal, RunId, TaskId, TaskKillRequested, Term, Timestamp,
 };
 use cairn_log::protocol::{
     Ack, Command, Envelope, KnownTask, Register, Registered, StatusUpdate, MAX_UPDATES_PER_POST,
@@ -659,6 +659,29 @@ impl Runner {
             })
             .await?;
         Ok(appended.map_or(0, |a| a.last.get()))
+    }
+
+    /// Clears an app's launch delay after failures (Marathon's `DELETE /v2/queue/{id}/delay`):
+    /// its waiting instances launch at the next offers. An app without a delay is refused
+    /// (`NotFound`), changing nothing.
+    pub async fn reset_backoff(&self, actor: Actor, app_id: AppId) -> Result<()> {
+        self.write(|state| {
+            let Some(app) = state.apps.apps.get(&app_id) else {
+                return Err(Error::NotFound(format!("app {app_id} does not exist")));
+            };
+            if app.backoff.is_none() {
+                return Err(Error::NotFound(format!(
+                    "app {app_id} has no launch delay to reset"
+                )));
+            }
+            let reset = AppBackoffReset {
+                app_id: app_id.clone(),
+            };
+            Ok(Decision::to_log(actor, vec![Event::AppBackoffReset(reset)]))
+        })
+        .await?;
+        self.inner.nudge.notify_one();
+        Ok(())
     }
 
     /// Creates or updates apps in one deployment; returns it (none when nothing changed).

@@ -460,3 +460,63 @@ fn marathon_python_writes_groups() {
     assert!(gone.is_err_and(|e| e.contains("does not exist")));
     dev.stop();
 }
+
+/// Launches of app `id` so far, from the log.
+fn launches(dev: &Dev, id: &str) -> usize {
+    let data = dev.data(
+        "query($app: String) { events(filter: {types: [\"TaskLaunched\"], app: $app}, first: 100) { nodes { offset } } }",
+        json!({ "app": id }),
+    );
+    data["events"]["nodes"].as_array().unwrap().len()
+}
+
+/// `DELETE /v2/queue/{id}/delay` through marathon-python's `reset_delay`: an app that failed
+/// waits out an hour's backoff until the delay is reset, then launches at once; an app
+/// without a delay is Marathon's 404, and nothing is recorded.
+#[test]
+fn marathon_python_resets_a_launch_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(&dir.path().join("data"), None, &["--cpus", "2"]);
+    let url = format!("http://{}", dev.addr());
+    let server = url.as_str();
+    let failing = json!({"id": "/flaky", "cmd": "exit 1", "cpus": 0.1, "mem": 16, "instances": 1,
+                         "backoffSeconds": 3600, "maxLaunchDelaySeconds": 7200});
+    marathon(
+        server,
+        "c.create_app('flaky', MarathonApp.from_json(A[0]))",
+        &[failing],
+    );
+    wait_until("the failure's backoff", WITHIN, || {
+        let queue = marathon(server, "c.list_queue()", &[]);
+        queue.as_array().is_some_and(|q| {
+            q.iter()
+                .any(|item| item["app"]["id"] == "/flaky" && item["delay"]["overdue"] == false)
+        })
+    });
+    let before = launches(&dev, "/flaky");
+    assert_eq!(before, 1);
+
+    marathon(server, "c.reset_delay('flaky')", &[]);
+    wait_until("a launch at once", WITHIN, || {
+        launches(&dev, "/flaky") > before
+    });
+    let steady =
+        json!({"id": "/steady", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 1});
+    marathon(
+        server,
+        "c.create_app('steady', MarathonApp.from_json(A[0]))",
+        &[steady],
+    );
+    let refused = call("marathon", server, "c.reset_delay('steady')", &[]);
+    assert!(refused.is_err_and(|e| e.contains("not found in tasks queue")));
+    // One reset recorded: the one made.
+    let reset = dev.data(
+        "{ events(filter: {types: [\"AppBackoffReset\"]}, first: 10) { nodes { actor { api } payload } } }",
+        json!({}),
+    );
+    assert_eq!(
+        reset["events"]["nodes"],
+        json!([{ "actor": { "api": "marathon" }, "payload": { "app_id": "/flaky" } }])
+    );
+    dev.stop();
+}

@@ -112,6 +112,14 @@ pub struct AppDeleted {
     pub app_id: AppId,
 }
 
+/// An app's launch delay after failures was cleared by request (Marathon's
+/// `DELETE /v2/queue/{id}/delay`): its waiting instances launch at the next offers.
+/// Since format 2
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppBackoffReset {
+    pub app_id: AppId,
+}
+
 /// What one deployment step does to one app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeploymentActionKind {

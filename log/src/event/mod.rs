@@ -73,6 +73,7 @@ pub enum Event {
     AppUpdated(AppUpdated),
     AppScaled(AppScaled),
     AppDeleted(AppDeleted),
+    AppBackoffReset(AppBackoffReset),
     DeploymentStarted(DeploymentStarted),
     DeploymentStepFinished(DeploymentStepFinished),
     DeploymentFinished(DeploymentFinished),
