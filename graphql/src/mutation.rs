@@ -191,6 +191,18 @@ impl Mutation {
             .map_err(runner_error)
     }
 
+    /// Clears an app's launch delay after failures (Marathon's `DELETE
+    /// /v2/queue/{id}/delay`): its waiting instances launch at the next offers. `NOT_FOUND`
+    /// when the app has no delay.
+    async fn reset_app_delay(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        let runner = ctx.data_unchecked::<Runner>();
+        runner
+            .reset_backoff(actor(ctx), app_id(&id)?)
+            .await
+            .map_err(runner_error)?;
+        Ok(true)
+    }
+
     /// Deletes an app; its instances are killed. Its history stays in the log.
     async fn delete_app(
         &self,

@@ -471,8 +471,9 @@ fn launches(dev: &Dev, id: &str) -> usize {
 }
 
 /// `DELETE /v2/queue/{id}/delay` through marathon-python's `reset_delay`: an app that failed
-/// waits out an hour's backoff until the delay is reset, then launches at once; an app
-/// without a delay is Marathon's 404, and nothing is recorded.
+/// waits out an hour's backoff until the delay is reset, then launches at once (and again
+/// after GraphQL's `resetAppDelay`); an app without a delay is Marathon's 404, and nothing is
+/// recorded.
 #[test]
 fn marathon_python_resets_a_launch_delay() {
     let dir = tempfile::tempdir().unwrap();
@@ -509,14 +510,27 @@ fn marathon_python_resets_a_launch_delay() {
     );
     let refused = call("marathon", server, "c.reset_delay('steady')", &[]);
     assert!(refused.is_err_and(|e| e.contains("not found in tasks queue")));
-    // One reset recorded: the one made.
+    // Failed again, so backing off again: reset through GraphQL this time.
+    // (The reset cleared the backoff; the launch after it decided on none.)
+    wait_until("the second failure's backoff", WITHIN, || {
+        let app = dev.data(r#"{ app(id: "/flaky") { backoff { until } } }"#, json!({}));
+        launches(&dev, "/flaky") == 2 && !app["app"]["backoff"].is_null()
+    });
+    dev.data(r#"mutation { resetAppDelay(id: "/flaky") }"#, json!({}));
+    wait_until("another launch at once", WITHIN, || {
+        launches(&dev, "/flaky") > 2
+    });
+    // The resets made are recorded, by the API each came through; the refused one is not.
     let reset = dev.data(
         "{ events(filter: {types: [\"AppBackoffReset\"]}, first: 10) { nodes { actor { api } payload } } }",
         json!({}),
     );
     assert_eq!(
         reset["events"]["nodes"],
-        json!([{ "actor": { "api": "marathon" }, "payload": { "app_id": "/flaky" } }])
+        json!([
+            { "actor": { "api": "marathon" }, "payload": { "app_id": "/flaky" } },
+            { "actor": { "api": "graphql" }, "payload": { "app_id": "/flaky" } }
+        ])
     );
     dev.stop();
 }
