@@ -6,6 +6,7 @@
 //! | `GET /state` | the agent's id, resources, isolation, tasks and undelivered updates |
 //! | `GET /files/browse?path=P` | a sandbox directory's entries (Mesos' shape) |
 //! | `GET /files/read?path=P&offset=N&length=M` | `{data, offset}`: part of a sandbox file; `offset=-1` gives its size |
+//! | `GET /files/download?path=P` | a sandbox file whole, as an attachment (as much as it held when asked) |
 //! | `GET /metrics` | Prometheus text |
 //!
 //! Paths are relative to the sandboxes' root (`<task-id>/stdout`); nothing outside it is
@@ -50,6 +51,7 @@ pub(crate) async fn serve(
         .route("/state", get(state))
         .route("/files/browse", get(browse))
         .route("/files/read", get(read))
+        .route("/files/download", get(download))
         .route("/metrics", get(metrics))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
@@ -180,15 +182,24 @@ async fn read(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -> 
     }
 }
 
-fn read_part(root: &Path, q: &PathQuery) -> Result<serde_json::Value, String> {
-    let path = resolve(root, &q.path)?;
-    // Only regular files: a FIFO or device a task made would block or never end.
-    let meta = std::fs::metadata(&path).map_err(|e| format!("path: {}: {e}", q.path))?;
+/// A regular file in the sandboxes (a FIFO or device a task made would block or never end),
+/// open, with its size and name.
+fn open_file(root: &Path, path: &str) -> Result<(std::fs::File, u64, String), String> {
+    let resolved = resolve(root, path)?;
+    let meta = std::fs::metadata(&resolved).map_err(|e| format!("path: {path}: {e}"))?;
     if !meta.is_file() {
-        return Err(format!("path: {} is not a regular file", q.path));
+        return Err(format!("path: {path} is not a regular file"));
     }
-    let mut file = std::fs::File::open(&path).map_err(|e| format!("path: {}: {e}", q.path))?;
-    let size = meta.len();
+    let file = std::fs::File::open(&resolved).map_err(|e| format!("path: {path}: {e}"))?;
+    let name = resolved
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((file, meta.len(), name))
+}
+
+fn read_part(root: &Path, q: &PathQuery) -> Result<serde_json::Value, String> {
+    let (mut file, size, _) = open_file(root, &q.path)?;
     let offset = match q.offset {
         None => 0,
         Some(-1) => return Ok(serde_json::json!({ "data": "", "offset": size })),
@@ -204,6 +215,46 @@ fn read_part(root: &Path, q: &PathQuery) -> Result<serde_json::Value, String> {
         "data": String::from_utf8_lossy(&data),
         "offset": offset,
     }))
+}
+
+/// The whole file, streamed; a file still growing (a task's stdout) is sent as long as it was
+/// when asked, so that the length announced holds.
+async fn download(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -> Response {
+    use tokio::io::AsyncReadExt;
+    let root = shared.sandboxes.root().to_owned();
+    let path = q.path.clone();
+    let opened = tokio::task::spawn_blocking(move || open_file(&root, &path)).await;
+    match opened {
+        Ok(Ok((file, size, name))) => {
+            let body =
+                tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file).take(size));
+            // The name comes from the task's sandbox: keep it to plain characters in the header.
+            let name: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_LENGTH, size.to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}\""),
+                    ),
+                ],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        }
+        Ok(Err(message)) => refused(message),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

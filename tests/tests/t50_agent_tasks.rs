@@ -236,17 +236,36 @@ fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
         ),
         (format!("{id}/pipe"), 404, "not a regular file"),
     ] {
+        for route in ["read", "download"] {
+            let (status, body) = cairn_tests::http_to(
+                &dev.agent_addr(),
+                "GET",
+                &format!("/files/{route}?path={path}"),
+                "",
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            assert_eq!(status, code, "{route} {path}: {body}");
+            assert!(body.contains(why), "{route} {path}: {body}");
+        }
+    }
+    // A whole file, downloaded: what a read of it gives.
+    let read = |route: &str| {
         let (status, body) = cairn_tests::http_to(
             &dev.agent_addr(),
             "GET",
-            &format!("/files/read?path={path}"),
+            &format!("/files/{route}?path={id}/stdout"),
             "",
             Duration::from_secs(10),
         )
         .unwrap();
-        assert_eq!(status, code, "{path}: {body}");
-        assert!(body.contains(why), "{path}: {body}");
-    }
+        assert_eq!(status, 200, "{route}: {body}");
+        body
+    };
+    let part: serde_json::Value = serde_json::from_str(&read("read")).unwrap();
+    let whole = read("download");
+    assert!(whole.contains("done\n"), "{whole:?}");
+    assert_eq!(part["data"].as_str(), Some(whole.as_str()));
     let (status, body) = cairn_tests::http_to(
         &dev.agent_addr(),
         "GET",
