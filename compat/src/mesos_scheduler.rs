@@ -583,12 +583,14 @@ struct Disconnect {
     c: Compat,
     framework: FrameworkId,
     stream_id: String,
+    /// The subscription's generation, as the runner counts them.
+    generation: u64,
     actor: Actor,
 }
 
 impl Drop for Disconnect {
     fn drop(&mut self) {
-        let ours = {
+        {
             let mut sessions = self.c.sessions.lock();
             let ours = sessions
                 .get(&self.framework)
@@ -596,18 +598,17 @@ impl Drop for Disconnect {
             if ours {
                 sessions.remove(&self.framework);
             }
-            ours
-        };
-        if ours {
-            let (runner, actor, id) = (
-                self.c.runner.clone(),
-                self.actor.clone(),
-                self.framework.clone(),
-            );
-            tokio::spawn(async move {
-                let _ = runner.framework_call(actor, id, Call::Disconnected).await;
-            });
         }
+        // The runner knows whether a newer subscription replaced this one.
+        let (runner, actor, id, generation) = (
+            self.c.runner.clone(),
+            self.actor.clone(),
+            self.framework.clone(),
+            self.generation,
+        );
+        tokio::spawn(async move {
+            let _ = runner.framework_stream_ended(actor, id, generation).await;
+        });
     }
 }
 
@@ -653,12 +654,12 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         Ok(id) => id,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("framework_id: {e}")),
     };
-    let id = match c
+    let (id, generation) = match c
         .runner
         .subscribe_framework(actor.clone(), info_parsed, requested)
         .await
     {
-        Ok(id) => id,
+        Ok(subscribed) => subscribed,
         Err(e) => return refused(e),
     };
     // 128 random bits (each `RandomState` is seeded afresh by the standard library).
@@ -706,15 +707,17 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         // The stream goes on exactly after the state these came from.
         state.offset + 1
     };
-    let follow = match c.follow(from) {
-        Ok(f) => f,
-        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
+    // Before anything can fail: a stream that never starts ends the subscription too.
     let guard = Disconnect {
         c: c.clone(),
         framework: id.clone(),
         stream_id: stream_id.clone(),
+        generation,
         actor,
+    };
+    let follow = match c.follow(from) {
+        Ok(f) => f,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let heartbeat = heartbeats();
     let stream = futures_util::stream::unfold(

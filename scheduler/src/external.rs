@@ -203,6 +203,26 @@ pub fn decide(state: &State, id: &FrameworkId, call: Call) -> Result<Vec<Event>,
     }
 }
 
+/// External frameworks the state has connected whose subscription stream the leader does not
+/// serve (it was on a master that no longer leads, or it ended there unrecorded): disconnected,
+/// so that their failover timeout runs.
+pub fn unsubscribed(state: &State, subscribed: &BTreeSet<FrameworkId>) -> Vec<Event> {
+    state
+        .cluster
+        .frameworks
+        .iter()
+        .filter(|(id, f)| {
+            !builtin(id) && f.status == FrameworkStatus::Active && !subscribed.contains(*id)
+        })
+        .map(|(id, _)| {
+            Event::FrameworkDisconnected(FrameworkDisconnected {
+                framework_id: id.clone(),
+                reason: "it is not subscribed to the leader".into(),
+            })
+        })
+        .collect()
+}
+
 /// Frameworks disconnected for longer than their failover timeout — counted from
 /// `leading_since` at the earliest, so that a new leader gives each its whole timeout — are
 /// removed.
@@ -517,6 +537,23 @@ mod tests {
             .count();
         assert_eq!(rescinded, 2);
         assert!(matches!(events.last(), Some(Event::FrameworkRemoved(_))));
+    }
+
+    #[test]
+    fn an_active_framework_without_a_stream_on_the_leader_is_disconnected_once() {
+        let (_, events) = subscribe(&State::default(), info(), None, fw()).unwrap();
+        let state = state_of(events.clone());
+        let streaming = BTreeSet::from([fw()]);
+        assert!(unsubscribed(&state, &streaming).is_empty());
+        let found = unsubscribed(&state, &BTreeSet::new());
+        assert!(
+            matches!(&found[..], [Event::FrameworkDisconnected(d)] if d.framework_id == fw()),
+            "{found:?}"
+        );
+        // Disconnected already (and the built-in frameworks, which have no stream): nothing.
+        let mut events = events;
+        events.extend(found);
+        assert!(unsubscribed(&state_of(events), &BTreeSet::new()).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! act on the same state), serves agents their command streams, and watches for agents that
 //! go quiet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,6 +153,9 @@ struct StatusPost {
 #[derive(Debug, Default)]
 struct Sessions {
     agents: BTreeMap<AgentId, Session>,
+    /// External frameworks whose subscription stream this master serves, with the stream's
+    /// generation (a newer subscription replaces an older one).
+    frameworks: BTreeMap<FrameworkId, u64>,
     /// The last offset the router has routed.
     routed: u64,
 }
@@ -880,22 +883,64 @@ impl Runner {
 
     /// An external framework subscribes (Mesos' `SUBSCRIBE`); returns its id, minted when it
     /// is new.
+    ///
+    /// Returns its id and its stream's generation: the caller serves the stream and says
+    /// when it ends ([`Runner::framework_stream_ended`]). While no stream of an external
+    /// framework is open on the leader, the leader marks it disconnected (after the reconnect
+    /// grace of a new term), so that its failover timeout runs even when the stream was on
+    /// a master that no longer leads.
     pub async fn subscribe_framework(
         &self,
         actor: Actor,
         info: external::FrameworkInfo,
         id: Option<FrameworkId>,
-    ) -> Result<FrameworkId> {
+    ) -> Result<(FrameworkId, u64)> {
         let minted = FrameworkId::new(deployment_id().as_str())
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let (_, id) = self
+        let generation = mint();
+        let subscribed = self
             .write(|state| {
                 let (id, events) = external::subscribe(state, info, id, minted)?;
+                // Under the write lock, as the leader's check of subscriptions reads it.
+                let mut sessions = self.inner.sessions.lock().expect("sessions");
+                sessions.frameworks.insert(id.clone(), generation);
                 Ok(Decision::new(actor, events, id))
             })
-            .await?;
+            .await;
+        let id = match subscribed {
+            Ok((_, id)) => id,
+            Err(e) => {
+                // Inserted for a decision that was not appended: no stream follows.
+                let mut sessions = self.inner.sessions.lock().expect("sessions");
+                sessions.frameworks.retain(|_, g| *g != generation);
+                return Err(e);
+            }
+        };
         self.inner.nudge.notify_one();
-        Ok(id)
+        Ok((id, generation))
+    }
+
+    /// The stream of subscription `generation` of framework `id` ended: unless a newer one
+    /// replaced it, the framework is disconnected (its failover timeout starts).
+    pub async fn framework_stream_ended(
+        &self,
+        actor: Actor,
+        id: FrameworkId,
+        generation: u64,
+    ) -> Result<()> {
+        let ours = {
+            let mut sessions = self.inner.sessions.lock().expect("sessions");
+            let ours = sessions.frameworks.get(&id) == Some(&generation);
+            if ours {
+                sessions.frameworks.remove(&id);
+            }
+            ours
+        };
+        if !ours {
+            return Ok(());
+        }
+        self.framework_call(actor, id, external::Call::Disconnected)
+            .await
     }
 
     /// A call of a subscribed external framework (accept, decline, revive, …).
@@ -1192,13 +1237,14 @@ impl Runner {
             let result = self
                 .write(|state| {
                     // Under the write lock: registrations insert their sessions under it too.
-                    let connected: Vec<AgentId> = {
+                    let (connected, subscribed): (Vec<AgentId>, BTreeSet<FrameworkId>) = {
                         let mut sessions = self.inner.sessions.lock().expect("sessions");
                         // A registration whose stream never opened is not a connection.
                         sessions
                             .agents
                             .retain(|_, s| s.route.is_some() || s.seen.elapsed() < grace);
-                        sessions.agents.keys().cloned().collect()
+                        let connected = sessions.agents.keys().cloned().collect();
+                        (connected, sessions.frameworks.keys().cloned().collect())
                     };
                     let mut events = Vec::new();
                     if settled {
@@ -1214,6 +1260,7 @@ impl Runner {
                                 "it is not connected to the leader",
                             ));
                         }
+                        events.extend(external::unsubscribed(state, &subscribed));
                     }
                     events.extend(agents::lose(state, now, timeout, since_at));
                     events.extend(external::expired(state, now, since_at));

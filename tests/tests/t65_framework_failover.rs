@@ -1,0 +1,157 @@
+//! External frameworks across a leader change: two subscribe to the leader of three masters
+//! (raw scheduler API streams), the leader is killed, one comes back to the new leader under
+//! its id, the other does not. The new leader, seeing no stream of the absent one once its
+//! reconnect grace is over, marks it disconnected, and removes it when its failover timeout
+//! runs out; the one that came back stays active.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cairn_tests::cluster::{wait_until, Masters};
+use cairn_tests::http_to;
+use serde_json::{json, Value};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// `SUBSCRIBE` on `addr`, the stream left open in the socket answered with the framework's
+/// id; `None` if the master refuses (no leader yet).
+fn subscribe(
+    addr: &str,
+    name: &str,
+    id: Option<&str>,
+    failover_secs: u64,
+) -> Option<(TcpStream, String)> {
+    let mut body = json!({ "type": "SUBSCRIBE", "subscribe": { "framework_info": {
+        "name": name, "user": "root", "failover_timeout": failover_secs } } });
+    if let Some(id) = id {
+        body["framework_id"] = json!({ "value": id });
+        body["subscribe"]["framework_info"]["id"] = json!({ "value": id });
+    }
+    let body = body.to_string();
+    let mut socket = TcpStream::connect(addr).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /api/v1/scheduler HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if !text.starts_with("HTTP/1.1 200") && text.contains("\r\n\r\n") {
+            return None;
+        }
+        let marker = "\"framework_id\":{\"value\":\"";
+        if let Some(at) = text.find(marker) {
+            let rest = &text[at + marker.len()..];
+            if let Some(end) = rest.find('"') {
+                let id = rest[..end].to_owned();
+                return Some((socket, id));
+            }
+        }
+    }
+}
+
+fn graphql(m: &Masters, query: &str) -> Value {
+    let addr = m.addr(m.wait_for_leader());
+    let body = json!({ "query": query }).to_string();
+    let (status, body) =
+        http_to(&addr, "POST", "/graphql", &body, Duration::from_secs(30)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let response: Value = serde_json::from_str(&body).unwrap();
+    assert!(response["errors"].is_null(), "{response}");
+    response["data"].clone()
+}
+
+/// The framework's status, `REMOVED` once it is gone from the cluster.
+fn status(m: &Masters, id: &str) -> String {
+    let data = graphql(m, "{ frameworks { id status } }");
+    data["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .map_or("REMOVED".to_owned(), |f| {
+            f["status"].as_str().unwrap().to_owned()
+        })
+}
+
+#[test]
+fn a_new_leader_times_out_the_frameworks_that_do_not_come_back() {
+    let mut m = Masters::on_loopback(3).with_config("[agents]\nreconnect-grace-secs = 1\n");
+    for i in 0..3 {
+        m.start(i, 3);
+    }
+    let leader = m.wait_for_leader();
+    let mut streams = Vec::new();
+    let mut ids = Vec::new();
+    for (name, failover) in [("gone", 2), ("back", 3600)] {
+        let mut subscribed = None;
+        wait_until(&format!("{name} subscribed"), WITHIN, || {
+            subscribed = subscribe(&m.addr(leader), name, None, failover);
+            subscribed.is_some()
+        });
+        let (stream, id) = subscribed.unwrap();
+        streams.push(stream);
+        ids.push(id);
+    }
+    let (gone, back) = (ids[0].clone(), ids[1].clone());
+    assert_eq!(status(&m, &gone), "ACTIVE");
+
+    m.kill(leader);
+    let mut again = None;
+    wait_until("back subscribed to the new leader", WITHIN, || {
+        again = subscribe(&m.addr(m.wait_for_leader()), "back", Some(&back), 3600);
+        again.is_some()
+    });
+    let (_stream, id) = again.unwrap();
+    assert_eq!(id, back);
+    let since = graphql(&m, "{ state { offset } }")["state"]["offset"]
+        .as_u64()
+        .unwrap();
+
+    wait_until("the absent framework removed", WITHIN, || {
+        status(&m, &gone) == "REMOVED"
+    });
+    assert_eq!(status(&m, &back), "ACTIVE");
+    // The absent one was disconnected by the new leader first; the one that came back was
+    // not disconnected after it came back.
+    let data = graphql(
+        &m,
+        "{ events(filter: {types: [\"FrameworkDisconnected\", \"FrameworkRemoved\"]}, first: 50) { nodes { offset type payload } } }",
+    );
+    let nodes = data["events"]["nodes"].as_array().unwrap();
+    let of = |id: &str| -> Vec<(u64, String)> {
+        nodes
+            .iter()
+            .filter(|n| n["payload"]["framework_id"] == id)
+            .map(|n| {
+                (
+                    n["offset"].as_u64().unwrap(),
+                    n["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let gone_events: Vec<String> = of(&gone).into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(
+        gone_events,
+        ["FrameworkDisconnected", "FrameworkRemoved"],
+        "{nodes:?}"
+    );
+    assert!(
+        of(&back).iter().all(|(offset, _)| *offset < since),
+        "{back} disconnected after it came back: {nodes:?}"
+    );
+    drop(streams);
+}
