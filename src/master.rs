@@ -230,8 +230,12 @@ async fn same_cluster_as_peers(
     let Some(ours) = log.status().genesis else {
         return Ok(());
     };
+    // A peer that is down refuses the connection at once; one that is up but busy (a loaded
+    // machine, a peer replaying its log) gets time to answer, or the check would pass a
+    // stranger by.
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
         .build()?;
     for (id, addr) in members.iter().filter(|(id, _)| **id != node_id) {
         let url = format!("http://{addr}/v1/cluster/status");
