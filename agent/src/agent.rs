@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_log::event::{AgentId, Resources, TaskId, TaskState, Timestamp};
+use cairn_log::event::{AgentId, Resources, StatusSource, TaskId, TaskState, Timestamp};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) isolation: Isolation,
     pub(crate) sandboxes: Sandboxes,
     store: Store,
-    process: ProcessExecutor,
+    pub(crate) process: ProcessExecutor,
     docker: DockerExecutor,
     http: reqwest::Client,
     pub(crate) identity: Mutex<Identity>,
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// The leading master's base URL while connected to it.
     pub(crate) leader: watch::Sender<Option<String>>,
     pub(crate) metrics: Metrics,
+    /// Frameworks' own executors (see [`crate::executors`]).
+    pub(crate) executors: crate::executors::Executors,
 }
 
 /// Runs an agent until `shutdown`. Its tasks keep running after it stops.
@@ -107,6 +109,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         ended_sandboxes: Mutex::new(usize::MAX),
         leader: watch::Sender::new(None),
         metrics: Metrics::default(),
+        executors: Default::default(),
         isolation,
         store,
         config,
@@ -141,7 +144,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     Ok(())
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp::from_datetime(chrono::Utc::now())
 }
 
@@ -162,6 +165,11 @@ impl Shared {
             let id = record.task_id.clone();
             if let Some(state) = pending_states.get(&id) {
                 record.state = *state;
+            }
+            if record.spec.executor.is_some() && !record.state.is_terminal() {
+                self.tasks.lock().expect("tasks").insert(id, record.clone());
+                self.recover_executor_task(&record)?;
+                continue;
             }
             if record.state.is_terminal() {
                 if pending_states.contains_key(&id) {
@@ -212,7 +220,7 @@ impl Shared {
     }
 
     /// Records a new state of `task_id` and queues the update for the master.
-    fn report(
+    pub(crate) fn report(
         &self,
         task_id: &TaskId,
         state: TaskState,
@@ -227,6 +235,7 @@ impl Shared {
             message: Some(message),
             healthy: None,
             at: now(),
+            source: StatusSource::Agent,
         })
     }
 
@@ -250,6 +259,7 @@ impl Shared {
             message: Some(message),
             healthy: Some(healthy),
             at: now(),
+            source: StatusSource::Agent,
         })?;
         Ok(true)
     }
@@ -262,7 +272,7 @@ impl Shared {
         &self.docker
     }
 
-    fn store_update(&self, update: StatusUpdate) -> Result<()> {
+    pub(crate) fn store_update(&self, update: StatusUpdate) -> Result<()> {
         let (task_id, state) = (update.task_id.clone(), update.state);
         let task_id = &task_id;
         {
@@ -317,6 +327,7 @@ impl Shared {
                 state: TaskState::Staging,
                 runtime: None,
                 kill_requested: false,
+                framework_id: launch.framework_id.clone(),
             };
             self.store.save_task(&record)?;
             tasks.insert(id.clone(), record);
@@ -337,6 +348,9 @@ impl Shared {
         };
         if let Some((state, reason, message)) = refused {
             return self.report(&id, state, Some(reason), message);
+        }
+        if launch.spec.executor.is_some() {
+            return self.launch_on_executor(&launch);
         }
         let sandbox = self.sandboxes.dir(&id).expect("checked above");
         self.report(&id, TaskState::Starting, None, "starting".into())?;
@@ -481,6 +495,11 @@ impl Shared {
                 Some(record) => {
                     record.kill_requested = true;
                     self.store.save_task(record)?;
+                    if record.spec.executor.is_some() {
+                        let record = record.clone();
+                        drop(tasks);
+                        return self.kill_on_executor(&record);
+                    }
                     (record.runtime.clone(), record.spec.kill_grace_period_secs)
                 }
             }
@@ -558,13 +577,14 @@ impl Shared {
     /// Removes the oldest sandboxes of ended tasks beyond `sandboxes_kept`.
     fn collect_sandboxes(&self) {
         let root = self.sandboxes.root();
-        let known: std::collections::BTreeSet<String> = self
+        let mut known: std::collections::BTreeSet<String> = self
             .tasks
             .lock()
             .expect("tasks")
             .keys()
             .map(|t| t.to_string())
             .collect();
+        known.extend(self.executor_sandboxes());
         let Ok(entries) = std::fs::read_dir(root) else {
             *self.ended_sandboxes.lock().expect("sandboxes") = 0;
             return;
@@ -597,7 +617,7 @@ impl Shared {
             .collect()
     }
 
-    fn agent_id(&self) -> Option<AgentId> {
+    pub(crate) fn agent_id(&self) -> Option<AgentId> {
         self.identity.lock().expect("identity").agent_id.clone()
     }
 
@@ -822,12 +842,23 @@ impl Shared {
         }
     }
 
-    fn acknowledged(&self, batch: &[(u64, StatusUpdate)], acks: &[Ack]) -> Result<()> {
+    fn acknowledged(self: &Arc<Self>, batch: &[(u64, StatusUpdate)], acks: &[Ack]) -> Result<()> {
         for (seq, update) in batch {
             let Some(ack) = acks.iter().find(|a| a.uuid == update.uuid) else {
                 continue;
             };
             debug!(task_id = %update.task_id, offset = ack.offset, "update acknowledged");
+            if update.source == StatusSource::Executor {
+                let record = self
+                    .tasks
+                    .lock()
+                    .expect("tasks")
+                    .get(&update.task_id)
+                    .cloned();
+                if let Some(record) = record {
+                    self.acknowledge_to_executor(&record, update);
+                }
+            }
             self.store.acknowledge(*seq)?;
             {
                 let mut pending = self.pending.lock().expect("pending");

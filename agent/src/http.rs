@@ -3,11 +3,12 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /livez` | `ok` while the agent runs |
-//! | `GET /state` | the agent's id, resources, isolation, tasks and undelivered updates |
+//! | `GET /state` | the agent's id, resources, isolation, tasks, frameworks' executors and undelivered updates |
 //! | `GET /files/browse?path=P` | a sandbox directory's entries (Mesos' shape) |
 //! | `GET /files/read?path=P&offset=N&length=M` | `{data, offset}`: part of a sandbox file; `offset=-1` gives its size |
 //! | `GET /files/download?path=P` | a sandbox file whole, as an attachment (as much as it held when asked) |
 //! | `GET /metrics` | Prometheus text |
+//! | `POST /api/v1/executor` | Mesos' executor API, for frameworks' own executors (see `executors`) |
 //!
 //! Paths are relative to the sandboxes' root (`<task-id>/stdout`); nothing outside it is
 //! served. A read returns at most 1 MiB.
@@ -16,10 +17,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_log::event::TaskState;
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +55,10 @@ pub(crate) async fn serve(
         .route("/files/read", get(read))
         .route("/files/download", get(download))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/executor",
+            post(crate::executors::call).layer(DefaultBodyLimit::max(crate::executors::MAX_CALL)),
+        )
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -86,6 +92,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
         "sandboxes": shared.sandboxes.root(),
         "leader": *shared.leader.borrow(),
         "tasks": tasks,
+        "executors": shared.executor_sandboxes(),
         "pending_updates": pending,
     }))
     .into_response()

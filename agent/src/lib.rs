@@ -18,11 +18,15 @@
 //! - A launch is idempotent: a task the agent already knows is never started twice.
 //! - Every task runs under an executor process that outlives the agent, so an agent restart
 //!   neither kills tasks nor loses how they ended; whatever a task leaves behind when it ends
-//!   is killed with it.
+//!   is killed with it. The exception is a framework's own executor ([`executors`]), which
+//!   cannot reconnect: a restarted agent stops it and fails its tasks.
+//! - A framework's executor runs once per framework and executor id, and only while it has
+//!   tasks; its updates are stored and acknowledged like the agent's own.
 
 pub mod agent;
 pub mod cgroups;
 pub mod executor;
+pub mod executors;
 mod health;
 pub mod host;
 mod http;

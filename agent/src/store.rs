@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cairn_log::event::{AgentId, Resources, TaskId, TaskSpec, TaskState, Term};
+use cairn_log::event::{AgentId, FrameworkId, Resources, TaskId, TaskSpec, TaskState, Term};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,9 @@ pub struct TaskRecord {
     /// A kill was asked for: an exit from now on is `TASK_KILLED`.
     #[serde(default)]
     pub kill_requested: bool,
+    /// The task's framework (its executor, if it names one, is the framework's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_id: Option<FrameworkId>,
 }
 
 #[derive(Debug)]
@@ -223,6 +226,7 @@ mod tests {
             message: None,
             healthy: None,
             at: Timestamp::default(),
+            source: Default::default(),
         }
     }
 
@@ -274,6 +278,7 @@ mod tests {
                 start_ticks: 7,
             }),
             kill_requested: false,
+            framework_id: None,
         };
         store.save_task(&task).unwrap();
         let store = Store::open(dir.path()).unwrap();

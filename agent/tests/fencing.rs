@@ -42,6 +42,7 @@ fn launch(id: &str) -> Command {
             ..TaskSpec::default()
         },
         offset: 1,
+        framework_id: None,
     }))
 }
 

@@ -156,7 +156,8 @@ pub fn task_json(state: &Cluster, id: &TaskId, task: &Task) -> Value {
         "id": id,
         "name": task.name,
         "framework_id": task.framework_id,
-        "executor_id": "",
+        // Empty for command tasks, as Mesos writes it.
+        "executor_id": task.spec.executor.as_ref().map_or("", |e| e.executor_id.as_str()),
         "slave_id": task.agent_id,
         "state": wire(&task.state),
         "resources": resources(&task.resources),

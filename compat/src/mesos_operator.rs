@@ -20,7 +20,7 @@ use cairn_projections::State as Cluster;
 use serde_json::{json, Value};
 
 use crate::mesos::{metrics_json, VERSION};
-use crate::mesos_scheduler::{heartbeats, record_io, resource_list, HEARTBEAT_SECS};
+use crate::mesos_scheduler::{heartbeats, record_io, HEARTBEAT_SECS};
 use crate::{body, Compat};
 
 pub(crate) fn routes() -> Router<Compat> {
@@ -42,7 +42,7 @@ pub fn agent_json(id: &AgentId, a: &Agent) -> Value {
             "id": { "value": id },
             "hostname": a.hostname,
             "port": port.parse::<u16>().unwrap_or(0),
-            "resources": resource_list(&a.total),
+            "resources": a.total.mesos_json(),
             "attributes": a.attributes.iter().map(|(k, v)| json!({
                 "name": k, "type": "TEXT", "text": { "value": v },
             })).collect::<Vec<_>>(),
@@ -52,9 +52,9 @@ pub fn agent_json(id: &AgentId, a: &Agent) -> Value {
         "version": a.version,
         "pid": format!("slave(1)@{ip}:{port}"),
         "registered_time": nanos(a.registered_at),
-        "total_resources": resource_list(&a.total),
-        "allocated_resources": resource_list(&a.used),
-        "offered_resources": resource_list(&a.offered),
+        "total_resources": a.total.mesos_json(),
+        "allocated_resources": a.used.mesos_json(),
+        "offered_resources": a.offered.mesos_json(),
         "capabilities": [],
     })
 }
@@ -81,20 +81,24 @@ pub fn framework_json(id: &FrameworkId, f: &Framework) -> Value {
 
 /// A task in v1 JSON, its statuses oldest first.
 pub fn task_json(id: &TaskId, t: &Task) -> Value {
-    json!({
+    let mut task = json!({
         "name": t.name,
         "task_id": { "value": id },
         "framework_id": { "value": t.framework_id },
         "agent_id": { "value": t.agent_id },
         "state": wire(&t.state),
-        "resources": resource_list(&t.resources),
+        "resources": t.resources.mesos_json(),
         "statuses": t.statuses.iter().map(|s| json!({
             "task_id": { "value": id },
             "agent_id": { "value": t.agent_id },
             "state": wire(&s.state),
             "timestamp": s.at.as_micros() as f64 / 1e6,
         })).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(executor) = &t.spec.executor {
+        task["executor_id"] = json!({ "value": executor.executor_id });
+    }
+    task
 }
 
 fn agents(state: &Cluster) -> Value {

@@ -27,8 +27,8 @@ use axum::Router;
 use base64::Engine;
 use cairn_log::event::{
     wire, Actor, AgentId, CommandSpec, ContainerSpec, DockerNetwork, DockerParameter, DockerSpec,
-    Event, FrameworkId, OfferId, PortMapping, PortRange, Resources, StatusSource, TaskId, TaskSpec,
-    TaskState, TaskStatusUpdated, Timestamp,
+    Event, ExecutorSpec, FrameworkId, OfferId, PortMapping, PortRange, Resources, StatusSource,
+    TaskId, TaskSpec, TaskState, TaskStatusUpdated, Timestamp,
 };
 use cairn_log::Record;
 use cairn_projections::State as Cluster;
@@ -245,53 +245,33 @@ fn accept(v: &Value) -> Result<Call, String> {
     })
 }
 
-/// A `TaskInfo` (v1 JSON) with a command, optionally in a Docker container.
+/// A `TaskInfo` (v1 JSON): a command, optionally in a Docker container, or a task for the
+/// framework's own executor (`executor`, with the task's opaque `data`).
 fn task_info(task: &Value) -> Result<Launch, String> {
     let task_id = value(task, "task_id")
         .ok_or("task_id: is required")
         .and_then(|t| TaskId::new(t).map_err(|_| "task_id: not a valid id"))?;
-    if task.get("executor").is_some() {
-        return Err("executor: custom executors are not supported by cairn (use command)".into());
-    }
+    let executor = match task.get("executor") {
+        None => None,
+        Some(e) => Some(executor_info(e).map_err(|m| format!("executor.{m}"))?),
+    };
     let command = &task["command"];
-    if !command.is_object() && !task["container"]["docker"].is_object() {
+    if executor.is_some() && (command.is_object() || task.get("container").is_some()) {
+        return Err(
+            "command: a task for an executor has no command or container of its own".into(),
+        );
+    }
+    if executor.is_none() && !command.is_object() && !task["container"]["docker"].is_object() {
         return Err("command: is required".into());
     }
-    let shell = command["shell"].as_bool().unwrap_or(true);
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let env: BTreeMap<String, String> = command["environment"]["variables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            Some((
-                v["name"].as_str()?.to_owned(),
-                v["value"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    let value_of = command["value"].as_str().map(str::to_owned);
-    let command = CommandSpec {
-        value: if shell { value_of.clone() } else { None },
-        args: if shell {
-            Vec::new()
-        } else {
-            value_of
-                .into_iter()
-                .chain(strings(&command["arguments"]))
-                .collect()
-        },
-        shell,
-        env,
-        user: command["user"].as_str().map(str::to_owned),
+    let data = match task.get("data") {
+        None => None,
+        Some(d) => {
+            let valid = d
+                .as_str()
+                .filter(|d| base64::engine::general_purpose::STANDARD.decode(d).is_ok());
+            Some(valid.ok_or("data: not base64")?.to_owned())
+        }
     };
     let container = task["container"]["docker"].as_object().map(|d| {
         let network = match d.get("network").and_then(Value::as_str) {
@@ -349,10 +329,86 @@ fn task_info(task: &Value) -> Result<Launch, String> {
         name: task["name"].as_str().unwrap_or_default().to_owned(),
         resources: resources(&task["resources"])?,
         spec: TaskSpec {
-            command: Some(command),
+            command: executor.is_none().then(|| command_info(command)),
             container,
+            executor,
+            data,
             ..TaskSpec::default()
         },
+    })
+}
+
+/// A `CommandInfo`: with `shell` (the default) its `value` runs through `/bin/sh -c`;
+/// without, `value` is the program and `arguments` its whole argv.
+fn command_info(command: &Value) -> CommandSpec {
+    let shell = command["shell"].as_bool().unwrap_or(true);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let env: BTreeMap<String, String> = command["environment"]["variables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_owned(),
+                v["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let value_of = command["value"].as_str().map(str::to_owned);
+    CommandSpec {
+        value: if shell { value_of.clone() } else { None },
+        args: if shell {
+            Vec::new()
+        } else {
+            value_of
+                .into_iter()
+                .chain(strings(&command["arguments"]))
+                .collect()
+        },
+        shell,
+        env,
+        user: command["user"].as_str().map(str::to_owned),
+    }
+}
+
+/// Longest executor id: it names the executor's sandbox on its agent.
+const MAX_EXECUTOR_ID: usize = 128;
+
+/// An `ExecutorInfo`: the framework's own executor, run by the agent for its tasks.
+fn executor_info(executor: &Value) -> Result<ExecutorSpec, String> {
+    let executor_id = value(executor, "executor_id").ok_or("executor_id: is required")?;
+    let safe = !executor_id.is_empty()
+        && executor_id.len() <= MAX_EXECUTOR_ID
+        && !executor_id.starts_with('.')
+        && executor_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !safe {
+        return Err(format!(
+            "executor_id: {executor_id:?} must be 1 to {MAX_EXECUTOR_ID} letters, digits, '.', \
+             '_' or '-', not starting with '.'"
+        ));
+    }
+    let command = &executor["command"];
+    if !command.is_object() {
+        return Err("command: is required".into());
+    }
+    if executor.get("container").is_some() {
+        return Err("container: executors in containers are not supported by cairn".into());
+    }
+    Ok(ExecutorSpec {
+        executor_id: executor_id.to_owned(),
+        name: executor["name"].as_str().unwrap_or_default().to_owned(),
+        command: command_info(command),
+        resources: resources(&executor["resources"])?,
     })
 }
 
@@ -390,24 +446,6 @@ fn resources(list: &Value) -> Result<Resources, String> {
     Ok(out)
 }
 
-/// Mesos' resource list of `r`.
-pub fn resource_list(r: &Resources) -> Value {
-    let scalar = |name: &str, v: f64| json!({ "name": name, "type": "SCALAR", "scalar": { "value": v }, "role": "*" });
-    let mut out = vec![
-        scalar("cpus", r.cpus_milli as f64 / 1000.0),
-        scalar("mem", r.mem_mib as f64),
-    ];
-    if r.disk_mib > 0 {
-        out.push(scalar("disk", r.disk_mib as f64));
-    }
-    if !r.ports.is_empty() {
-        out.push(json!({ "name": "ports", "type": "RANGES", "role": "*", "ranges": {
-            "range": r.ports.iter().map(|p| json!({ "begin": p.begin, "end": p.end })).collect::<Vec<_>>(),
-        }}));
-    }
-    json!(out)
-}
-
 /// An outstanding offer as the scheduler API sends it.
 pub fn offer_json(state: &Cluster, id: &OfferId) -> Option<Value> {
     let offer = state.cluster.offers.get(id)?;
@@ -417,7 +455,7 @@ pub fn offer_json(state: &Cluster, id: &OfferId) -> Option<Value> {
         "framework_id": { "value": offer.framework_id },
         "agent_id": { "value": offer.agent_id },
         "hostname": agent.hostname,
-        "resources": resource_list(&offer.resources),
+        "resources": offer.resources.mesos_json(),
         "attributes": agent.attributes.iter().map(|(k, v)| json!({
             "name": k, "type": "TEXT", "text": { "value": v },
         })).collect::<Vec<_>>(),
@@ -566,8 +604,7 @@ pub fn scheduler_events(
 
 /// One RecordIO record: the JSON's length in bytes, a newline, the JSON.
 pub(crate) fn record_io(event: &Value) -> Bytes {
-    let json = event.to_string();
-    Bytes::from(format!("{}\n{json}", json.len()))
+    Bytes::from(cairn_log::protocol::record_io(event))
 }
 
 /// Ticks every [`HEARTBEAT_SECS`], the first one interval from now.
@@ -765,4 +802,71 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn executor_task(executor: Value) -> Value {
+        json!({
+            "task_id": { "value": "t1" },
+            "name": "t",
+            "executor": executor,
+            "data": "aGVsbG8=",
+            "resources": [{ "name": "cpus", "type": "SCALAR", "scalar": { "value": 0.1 } }],
+        })
+    }
+
+    #[test]
+    fn a_task_for_an_executor_carries_it_and_its_data_but_no_command() {
+        let launch = task_info(&executor_task(json!({
+            "executor_id": { "value": "pool-1" },
+            "name": "pool",
+            "command": { "value": "./run", "environment": { "variables": [{ "name": "A", "value": "1" }] } },
+            "resources": [{ "name": "mem", "type": "SCALAR", "scalar": { "value": 32 } }],
+        })))
+        .unwrap();
+        let executor = launch.spec.executor.expect("an executor");
+        assert_eq!(executor.executor_id, "pool-1");
+        assert_eq!(executor.command.value.as_deref(), Some("./run"));
+        assert_eq!(executor.command.env["A"], "1");
+        assert_eq!(executor.resources.mem_mib, 32);
+        assert_eq!(launch.spec.data.as_deref(), Some("aGVsbG8="));
+        assert_eq!(launch.spec.command, None);
+    }
+
+    #[test]
+    fn a_bad_executor_is_refused_naming_the_field() {
+        let command = json!({ "value": "./run" });
+        for (executor, says) in [
+            (
+                json!({ "command": command }),
+                "executor.executor_id: is required",
+            ),
+            (
+                json!({ "executor_id": { "value": "../up" }, "command": command }),
+                "executor.executor_id:",
+            ),
+            (
+                json!({ "executor_id": { "value": "e" } }),
+                "executor.command: is required",
+            ),
+            (
+                json!({ "executor_id": { "value": "e" }, "command": command, "container": {} }),
+                "executor.container:",
+            ),
+        ] {
+            let error = task_info(&executor_task(executor)).unwrap_err();
+            assert!(error.starts_with(says), "{error}");
+        }
+        let mut both =
+            executor_task(json!({ "executor_id": { "value": "e" }, "command": command }));
+        both["command"] = json!({ "value": "true" });
+        assert!(task_info(&both).unwrap_err().starts_with("command:"));
+        let mut bad_data =
+            executor_task(json!({ "executor_id": { "value": "e" }, "command": command }));
+        bad_data["data"] = json!("not base64!");
+        assert_eq!(task_info(&bad_data).unwrap_err(), "data: not base64");
+    }
 }

@@ -627,6 +627,7 @@ fn task_request(input: LaunchTaskInput) -> Result<TaskRequest, String> {
             health_checks: Vec::new(),
             labels: pairs("labels", input.labels)?,
             kill_grace_period_secs: input.kill_grace_period_seconds,
+            ..TaskSpec::default()
         },
     })
 }

@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{AgentId, Resources, TaskId, TaskSpec, TaskState, Term, Timestamp};
+use crate::event::{
+    AgentId, FrameworkId, Resources, StatusSource, TaskId, TaskSpec, TaskState, Term, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// Most status updates in one `POST .../status`.
@@ -86,6 +88,9 @@ pub struct Launch {
     pub spec: TaskSpec,
     /// Offset of the `TaskLaunched` record.
     pub offset: u64,
+    /// The task's framework: a framework's own executor is one per framework and executor id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_id: Option<FrameworkId>,
 }
 
 /// Stop a task: SIGTERM (or `docker stop`), then SIGKILL after the grace period.
@@ -112,6 +117,13 @@ pub struct StatusUpdate {
     pub healthy: Option<bool>,
     /// When the agent saw the change (the log records its own time too).
     pub at: Timestamp,
+    /// Who said it: the agent (the default), or the framework's own executor.
+    #[serde(default, skip_serializing_if = "is_agent")]
+    pub source: StatusSource,
+}
+
+fn is_agent(source: &StatusSource) -> bool {
+    *source == StatusSource::Agent
 }
 
 /// The master logged (or had already logged) the update `uuid` at `offset`.
@@ -127,4 +139,11 @@ pub struct ErrorBody {
     pub error: String,
     #[serde(default)]
     pub leader: Option<String>,
+}
+
+/// Mesos' RecordIO framing of one JSON event on a streaming answer (`<length>\n<json>`), as
+/// the scheduler, operator and executor APIs send them.
+pub fn record_io(event: &serde_json::Value) -> String {
+    let json = event.to_string();
+    format!("{}\n{json}", json.len())
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cairn_log::event::{
-    AgentId, CommandSpec, PortRange, Resources, TaskId, TaskSpec, TaskState, Term, Timestamp,
+    AgentId, CommandSpec, ExecutorSpec, FrameworkId, PortRange, Resources, StatusSource, TaskId,
+    TaskSpec, TaskState, Term, Timestamp,
 };
 use cairn_log::protocol::{
     Ack, Command, Envelope, ErrorBody, Kill, KnownTask, Launch, Register, Registered, StatusUpdate,
@@ -58,6 +59,39 @@ fn examples() -> Value {
                 ..TaskSpec::default()
             },
             offset: 42,
+            framework_id: None,
+        })),
+    };
+    let executor_launch = Envelope {
+        term: Term(4),
+        command: Command::Launch(Box::new(Launch {
+            task_id: TaskId::new("work-1").unwrap(),
+            name: "work".into(),
+            resources: Resources {
+                cpus_milli: 150,
+                mem_mib: 64,
+                ..Resources::default()
+            },
+            spec: TaskSpec {
+                executor: Some(ExecutorSpec {
+                    executor_id: "pool-1".into(),
+                    name: "pool".into(),
+                    command: CommandSpec {
+                        value: Some("python3 executor.py".into()),
+                        shell: true,
+                        ..CommandSpec::default()
+                    },
+                    resources: Resources {
+                        cpus_milli: 50,
+                        mem_mib: 32,
+                        ..Resources::default()
+                    },
+                }),
+                data: Some("aGVsbG8=".into()),
+                ..TaskSpec::default()
+            },
+            offset: 44,
+            framework_id: Some(FrameworkId::new("c0ffee-0001").unwrap()),
         })),
     };
     let kill = Envelope {
@@ -79,14 +113,26 @@ fn examples() -> Value {
         message: Some("Command exited with status 0".into()),
         healthy: None,
         at,
+        source: StatusSource::Agent,
+    };
+    let executor_update = StatusUpdate {
+        uuid: "00112233445566778899aabbccddeeff".into(),
+        task_id: TaskId::new("work-1").unwrap(),
+        state: TaskState::Running,
+        reason: None,
+        message: Some("hello".into()),
+        healthy: None,
+        at,
+        source: StatusSource::Executor,
     };
     json!({
         "register": register,
         "registered": Registered { agent_id, term: Term(4), offset: 7 },
         "launch": launch,
+        "executor_launch": executor_launch,
         "kill": kill,
         "ping": ping,
-        "status": [update],
+        "status": [update, executor_update],
         "acks": [Ack { uuid: "8d4f0a7c9b2e4f1a8d4f0a7c9b2e4f1a".into(), offset: 43 }],
         "error": ErrorBody { error: "this master does not lead".into(), leader: Some("10.0.0.2:5050".into()) },
     })
@@ -109,7 +155,7 @@ fn protocol_shapes_match_the_golden_file_and_it_still_decodes() {
     let golden: Value = serde_json::from_str(&golden).unwrap();
     let _: Register = serde_json::from_value(golden["register"].clone()).unwrap();
     let _: Registered = serde_json::from_value(golden["registered"].clone()).unwrap();
-    for name in ["launch", "kill", "ping"] {
+    for name in ["launch", "executor_launch", "kill", "ping"] {
         let _: Envelope = serde_json::from_value(golden[name].clone()).unwrap();
     }
     let _: Vec<StatusUpdate> = serde_json::from_value(golden["status"].clone()).unwrap();

@@ -100,6 +100,7 @@ pub fn on_connect(state: &State, agent_id: &AgentId, known: &[KnownTask]) -> Vec
                 resources: task.resources.clone(),
                 spec: task.spec.clone(),
                 offset: task.statuses.first().map_or(0, |s| s.offset),
+                framework_id: Some(task.framework_id.clone()),
             })));
         }
     }
@@ -156,6 +157,7 @@ impl Router {
                         resources: e.resources.clone(),
                         spec: e.spec.clone(),
                         offset,
+                        framework_id: Some(e.framework_id.clone()),
                     })),
                 ))
             }
@@ -222,7 +224,7 @@ pub fn statuses(state: &State, agent_id: &AgentId, updates: &[StatusUpdate]) -> 
                 task_id: u.task_id.clone(),
                 agent_id: agent_id.clone(),
                 state: u.state,
-                source: StatusSource::Agent,
+                source: u.source,
                 reason: u.reason.clone(),
                 message: u.message.clone(),
                 healthy: u.healthy,
@@ -386,6 +388,7 @@ pub(crate) mod tests {
             message: None,
             healthy: None,
             at: Timestamp::default(),
+            source: StatusSource::Agent,
         }
     }
 

@@ -447,6 +447,7 @@ impl Want {
                 health_checks: spec.health_checks.clone(),
                 labels: spec.labels.clone(),
                 kill_grace_period_secs: spec.kill_grace_period_secs,
+                ..TaskSpec::default()
             },
             constraints: Constraint::parse_all(&spec.constraints),
         }

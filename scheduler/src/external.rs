@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use cairn_log::event::{
-    Event, FrameworkDisconnected, FrameworkId, FrameworkRegistered, FrameworkRemoved,
+    AgentId, Event, FrameworkDisconnected, FrameworkId, FrameworkRegistered, FrameworkRemoved,
     FrameworkReregistered, OfferAccepted, OfferId, OfferRescinded, OffersDeclined, OffersRevived,
     OffersSuppressed, Resources, TaskId, TaskKillRequested, TaskLaunched, TaskOwner, TaskSpec,
     Timestamp,
@@ -341,12 +341,30 @@ fn accept(
                 launch.task_id
             )));
         }
-        free = free.checked_sub(&launch.resources).ok_or_else(|| {
+        // An executor's own resources are charged with the task that starts it on the agent.
+        let starts = launch.spec.executor.as_ref().filter(|e| {
+            !executor_runs(state, id, &agent, &e.executor_id)
+                && !tasks.iter().any(|t: &TaskLaunched| {
+                    t.spec.executor.as_ref().map(|x| &x.executor_id) == Some(&e.executor_id)
+                })
+        });
+        let mut resources = match starts {
+            None => launch.resources,
+            Some(e) => launch
+                .resources
+                .checked_add(&e.resources)
+                .ok_or_else(|| Refusal::Invalid(format!("{at}.executor.resources: overflow")))?,
+        };
+        free = free.checked_sub(&resources).ok_or_else(|| {
             Refusal::Invalid(format!(
-                "{at}.resources: more than the offers hold (cpus, mem, disk or ports)"
+                "{at}.resources: more than the offers hold (cpus, mem, disk or ports{})",
+                if starts.is_some() {
+                    ", with its executor's"
+                } else {
+                    ""
+                }
             ))
         })?;
-        let mut resources = launch.resources;
         resources.ports.sort_by_key(|r| r.begin);
         tasks.push(TaskLaunched {
             task_id: launch.task_id,
@@ -382,6 +400,29 @@ fn accept(
     Ok(events)
 }
 
+/// Whether `framework`'s executor `executor_id` runs on `agent`: one of its tasks there has
+/// not ended.
+fn executor_runs(
+    state: &State,
+    framework: &FrameworkId,
+    agent: &AgentId,
+    executor_id: &str,
+) -> bool {
+    let Some(agent) = state.cluster.agents.get(agent) else {
+        return false;
+    };
+    agent.tasks.iter().any(|t| {
+        state.tasks.tasks.get(t).is_some_and(|t| {
+            &t.framework_id == framework
+                && !t.is_terminal()
+                && t.spec
+                    .executor
+                    .as_ref()
+                    .is_some_and(|e| e.executor_id == executor_id)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use cairn_log::event::{Offer, OffersMade, PortRange};
@@ -407,6 +448,10 @@ mod tests {
 
     /// Two agents, the framework, and one offer of each agent's resources to it.
     fn offered() -> State {
+        state_of(offered_events())
+    }
+
+    fn offered_events() -> Vec<Event> {
         let (_, events) = subscribe(&State::default(), info(), None, fw()).unwrap();
         let offer = |id: &str, a: &str| Offer {
             offer_id: OfferId::new(id).unwrap(),
@@ -427,7 +472,7 @@ mod tests {
         all.push(Event::OffersMade(OffersMade {
             offers: vec![offer("o1", "a1"), offer("o2", "a2")],
         }));
-        state_of(all)
+        all
     }
 
     fn launch(id: &str, cpus_milli: u64, ports: Vec<PortRange>) -> Launch {
@@ -457,6 +502,77 @@ mod tests {
             Err(Refusal::Invalid(m) | Refusal::NotFound(m)) => m,
             other => panic!("not refused: {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_executor_is_charged_with_the_first_of_its_tasks_on_an_agent_only() {
+        let for_executor = |id: &str| Launch {
+            spec: TaskSpec {
+                executor: Some(cairn_log::event::ExecutorSpec {
+                    executor_id: "pool".into(),
+                    name: String::new(),
+                    command: cairn_log::event::CommandSpec::default(),
+                    resources: Resources {
+                        cpus_milli: 50,
+                        mem_mib: 16,
+                        ..Resources::default()
+                    },
+                }),
+                ..TaskSpec::default()
+            },
+            ..launch(id, 100, Vec::new())
+        };
+        let charged = |events: &[Event]| -> Vec<(u64, u64)> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TaskLaunched(t) => Some((t.resources.cpus_milli, t.resources.mem_mib)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut history = offered_events();
+        let events = decide(
+            &state_of(history.clone()),
+            &fw(),
+            accept(&["o1"], vec![for_executor("t1"), for_executor("t2")]),
+        )
+        .unwrap();
+        assert_eq!(charged(&events), [(150, 48), (100, 32)]);
+        history.extend(events);
+        // On another agent it starts anew, so it is charged again.
+        let elsewhere = decide(
+            &state_of(history.clone()),
+            &fw(),
+            accept(&["o2"], vec![for_executor("t3")]),
+        )
+        .unwrap();
+        assert_eq!(charged(&elsewhere), [(150, 48)]);
+        // Where it runs, a later task pays for itself only.
+        history.push(Event::OffersMade(OffersMade {
+            offers: vec![Offer {
+                offer_id: OfferId::new("o3").unwrap(),
+                framework_id: fw(),
+                agent_id: agent("a1"),
+                resources: Resources {
+                    cpus_milli: 500,
+                    mem_mib: 512,
+                    ..Resources::default()
+                },
+            }],
+        }));
+        let there = decide(
+            &state_of(history),
+            &fw(),
+            accept(&["o3"], vec![for_executor("t5")]),
+        )
+        .unwrap();
+        assert_eq!(charged(&there), [(100, 32)]);
+        // An offer that holds the task but not its executor too is refused, saying so.
+        let mut big = for_executor("t4");
+        big.resources.cpus_milli = 980;
+        let refused = refusal(decide(&offered(), &fw(), accept(&["o1"], vec![big])));
+        assert!(refused.contains("with its executor's"), "{refused}");
     }
 
     #[test]

@@ -384,6 +384,7 @@ async fn post(
                 message: None,
                 healthy: None,
                 at: Timestamp::default(),
+                source: Default::default(),
             })
             .collect();
         let acks = runner.statuses(agent_id.clone(), updates).await.ok()?;

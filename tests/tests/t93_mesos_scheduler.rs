@@ -5,28 +5,25 @@
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use cairn_tests::agent::{alive, wait_for_state, Agent};
 use cairn_tests::dev::Dev;
+use cairn_tests::Lines;
 use serde_json::{json, Value};
 
-#[test]
-fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = Dev::start_with_agent(
-        &dir.path().join("data"),
-        None,
-        &["--cpus", "2", "--mem", "1024"],
-    );
+/// Runs `tests/python/<script>` against `dev` until it ends by itself (done, or stopped by its
+/// own 120 s timer) and checks it was done: each JSON line it printed, and its framework id.
+fn run_framework(dev: &Dev, script: &str) -> (Vec<Value>, String) {
     let root = env!("CARGO_MANIFEST_DIR");
     let child = Command::new("python3")
-        .arg(format!("{root}/python/mesos_framework.py"))
+        .arg(format!("{root}/python/{script}"))
         .arg(dev.addr())
         .env("PYTHONPATH", format!("{root}/.python"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs");
-    // The script ends by itself: done, or stopped by its own 120 s timer.
     let out = child.wait_with_output().expect("the framework ends");
     let seen: Vec<Value> = out
         .stdout
@@ -43,6 +40,18 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
         .find_map(|s| s["registered"].as_str())
         .expect("registered")
         .to_owned();
+    (seen, framework)
+}
+
+#[test]
+fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        None,
+        &["--cpus", "2", "--mem", "1024"],
+    );
+    let (seen, framework) = run_framework(&dev, "mesos_framework.py");
     let states: Vec<(&str, bool, Option<&str>)> = seen
         .iter()
         .filter(|s| s["task"] == "pymesos-sleeper")
@@ -102,5 +111,233 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
     );
     assert_eq!(task["task"]["state"], "TASK_KILLED", "{task}");
     assert_eq!(task["task"]["frameworkId"], framework.as_str());
+    dev.stop();
+}
+
+/// A pymesos framework with its own executor (`tests/python/mesos_executor_framework.py`,
+/// whose executor is `mesos_executor.py`): the agent starts the executor once for two tasks,
+/// hands each its `data`, relays the executor's updates (acknowledged back to it), asks it to
+/// kill one, shuts it down when it is idle, and starts a new one for a later task.
+#[test]
+fn a_pymesos_framework_runs_tasks_in_its_own_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        None,
+        &["--cpus", "2", "--mem", "1024"],
+    );
+    let (seen, framework) = run_framework(&dev, "mesos_executor_framework.py");
+    let story = |task: &str| -> Vec<(String, String, String)> {
+        seen.iter()
+            .filter(|s| s["task"] == task)
+            .map(|s| {
+                assert_eq!(s["acknowledged"], true, "{s}");
+                (
+                    s["state"].as_str().unwrap().to_owned(),
+                    s["source"].as_str().unwrap_or("").to_owned(),
+                    s["message"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let from_executor = |state: &str, message: &str| {
+        (
+            state.to_owned(),
+            "SOURCE_EXECUTOR".to_owned(),
+            message.to_owned(),
+        )
+    };
+    // Each task's data reached the executor, and its updates reached the framework in order.
+    assert_eq!(
+        story("exec-finish"),
+        [
+            from_executor("TASK_RUNNING", "running: finish"),
+            from_executor("TASK_FINISHED", "done: finish"),
+        ]
+    );
+    assert_eq!(
+        story("exec-wait"),
+        [
+            from_executor("TASK_RUNNING", "running: wait"),
+            from_executor("TASK_KILLED", "killed by its executor"),
+        ]
+    );
+    assert_eq!(
+        story("exec-late"),
+        [
+            from_executor("TASK_RUNNING", "running: finish"),
+            from_executor("TASK_FINISHED", "done: finish"),
+        ]
+    );
+
+    // One executor ran the first two tasks; it was shut down once idle, and a second one ran
+    // the late task. Both wrote to the executor's sandbox, read through the agent's files API.
+    let agent = dev.agent_port.expect("an agent");
+    let sandbox = format!("executor.{framework}.pool");
+    let stdout = || {
+        let (status, body) = cairn_tests::http_get(
+            agent,
+            &format!("/files/read?path={sandbox}/stdout&offset=0"),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let read: Value = serde_json::from_str(&body).unwrap();
+        read["data"].as_str().unwrap().to_owned()
+    };
+    cairn_tests::cluster::wait_until("no executor left", Duration::from_secs(30), || {
+        let (_, body) = cairn_tests::http_get(agent, "/state").unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["executors"] == json!([])
+    });
+    let lines = stdout();
+    assert_eq!(lines.matches("registered pool").count(), 2, "{lines}");
+    for said in [
+        "launch exec-finish finish",
+        "launch exec-wait wait",
+        "kill exec-wait",
+        "shutdown",
+        "launch exec-late finish",
+    ] {
+        assert!(lines.contains(said), "{said:?} not in\n{lines}");
+    }
+    // Every update was acknowledged back to the executor that sent it.
+    for task in ["exec-finish", "exec-wait", "exec-late"] {
+        let acks = lines.matches(&format!("acknowledged {task}\n")).count();
+        assert_eq!(acks, 2, "{task}: {lines}");
+    }
+    // The first executor was told to shut down before the late task reached the second.
+    assert!(
+        lines.find("shutdown") < lines.find("launch exec-late"),
+        "{lines}"
+    );
+
+    // Bad executor calls are refused with what is wrong, Mesos' way (400, text).
+    let call = |body: &str| {
+        cairn_tests::http_to(
+            &dev.agent_addr(),
+            "POST",
+            "/api/v1/executor",
+            body,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    for (body, says) in [
+        ("{not json", "body:"),
+        (
+            r#"{"type":"SUBSCRIBE","framework_id":{"value":"nope"},"executor_id":{"value":"pool"}}"#,
+            "does not run on this agent",
+        ),
+        (r#"{"type":"LAUNCH"}"#, "type:"),
+        (
+            r#"{"type":"UPDATE","executor_id":{"value":"pool"}}"#,
+            "framework_id: is required",
+        ),
+    ] {
+        let (status, text) = call(body);
+        assert_eq!(status, 400, "{body}: {text}");
+        assert!(text.contains(says), "{body}: {text}");
+    }
+
+    // The log charged the executor's resources with the task that started it, and the Mesos
+    // views name the executor.
+    let task = |id: &str| {
+        dev.data(
+            "query($id: String!) { task(id: $id) { state resources { cpus mem } } }",
+            json!({ "id": id }),
+        )["task"]
+            .clone()
+    };
+    assert_eq!(
+        task("exec-finish"),
+        json!({"state": "TASK_FINISHED", "resources": {"cpus": 0.15, "mem": 48.0}})
+    );
+    assert_eq!(
+        task("exec-wait"),
+        json!({"state": "TASK_KILLED", "resources": {"cpus": 0.1, "mem": 16.0}})
+    );
+    let (status, tasks) = dev.http("GET", "/master/tasks", "");
+    assert_eq!(status, 200, "{tasks}");
+    let tasks: Value = serde_json::from_str(&tasks).unwrap();
+    let executor_of = |id: &str| {
+        tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .map(|t| t["executor_id"].clone())
+    };
+    assert_eq!(executor_of("exec-late"), Some(json!("pool")));
+    dev.stop();
+}
+
+/// A framework's executor does not outlive its agent (no checkpointing): when the agent is
+/// killed and comes back, the executor is gone and its task has failed, saying why.
+#[test]
+fn an_executors_task_fails_when_its_agent_restarts() {
+    let within = Duration::from_secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&dir.path().join("master"));
+    let masters = vec![dev.addr()];
+    let args = ["--cpus", "2", "--mem", "1024"];
+    let mut agent = Agent::start(&masters, &dir.path().join("agent"), &args);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new("python3")
+        .arg(format!("{root}/python/mesos_executor_framework.py"))
+        .arg(dev.addr())
+        .arg("once")
+        .env("PYTHONPATH", format!("{root}/.python"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let lines = Lines::new(child.stdout.take().unwrap());
+    let deadline = std::time::Instant::now() + within;
+    let mut framework = String::new();
+    loop {
+        let line = lines.next_before(deadline).expect("exec-wait to run");
+        let seen: Value = serde_json::from_str(&line).unwrap();
+        if let Some(id) = seen["registered"].as_str() {
+            framework = id.to_owned();
+        }
+        if seen["task"] == "exec-wait" && seen["state"] == "TASK_RUNNING" {
+            break;
+        }
+    }
+    let stdout = dir
+        .path()
+        .join(format!("agent/sandboxes/executor.{framework}.pool/stdout"));
+    let said = std::fs::read_to_string(&stdout).unwrap();
+    let pid: i64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("registered pool "))
+        .expect("the executor registered")
+        .parse()
+        .unwrap();
+
+    agent.kill();
+    agent.restart(&masters, &args);
+    let ended = wait_for_state(&dev.addr(), "exec-wait", "TASK_FAILED", within);
+    let last = ended["statuses"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["reason"], "REASON_EXECUTOR_TERMINATED", "{ended}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent restarted"),
+        "{ended}"
+    );
+    cairn_tests::cluster::wait_until("the old executor to be gone", within, || !alive(pid));
+    // The framework heard it too, and was done.
+    let rest = lines.drain(within);
+    assert!(
+        rest.iter().any(|l| l.contains("\"done\": true")),
+        "{rest:?}"
+    );
+    assert!(child.wait().unwrap().success());
+    agent.kill();
     dev.stop();
 }

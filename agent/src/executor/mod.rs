@@ -95,7 +95,11 @@ impl Sandboxes {
     /// The sandbox of `task_id`. Task ids become directory names, so only ids made of
     /// letters, digits, `.`, `_` and `-` (and not starting with `.`) are accepted.
     pub fn dir(&self, task_id: &TaskId) -> Option<PathBuf> {
-        let id = task_id.as_str();
+        self.named(task_id.as_str())
+    }
+
+    /// The sandbox called `id`, under the same rule as [`Self::dir`].
+    pub fn named(&self, id: &str) -> Option<PathBuf> {
         let safe = !id.starts_with('.')
             && id
                 .bytes()

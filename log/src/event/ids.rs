@@ -321,6 +321,26 @@ impl Resources {
             ports: port_difference(&self.ports, &other.ports)?,
         })
     }
+
+    /// Mesos' v1 JSON resource list (`cpus`, `mem`, `disk` scalars, `ports` ranges), the shape
+    /// the scheduler, operator and executor APIs all speak.
+    pub fn mesos_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let scalar = |name: &str, v: f64| json!({ "name": name, "type": "SCALAR", "scalar": { "value": v }, "role": "*" });
+        let mut out = vec![
+            scalar("cpus", self.cpus_milli as f64 / 1000.0),
+            scalar("mem", self.mem_mib as f64),
+        ];
+        if self.disk_mib > 0 {
+            out.push(scalar("disk", self.disk_mib as f64));
+        }
+        if !self.ports.is_empty() {
+            out.push(json!({ "name": "ports", "type": "RANGES", "role": "*", "ranges": {
+                "range": self.ports.iter().map(|p| json!({ "begin": p.begin, "end": p.end })).collect::<Vec<_>>(),
+            }}));
+        }
+        json!(out)
+    }
 }
 
 /// Sorted, merged ranges covering the same ports as `ranges`.

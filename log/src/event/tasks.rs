@@ -57,10 +57,11 @@ impl TaskState {
 }
 
 /// Who reported a status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusSource {
     Master,
+    #[default]
     Agent,
     Executor,
 }
@@ -215,6 +216,28 @@ pub struct TaskSpec {
     /// Time between SIGTERM and SIGKILL when the task is killed.
     #[serde(default)]
     pub kill_grace_period_secs: Option<u64>,
+    /// The framework's own executor that runs this task instead of a command (since format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorSpec>,
+    /// Opaque bytes for the executor, base64 (Mesos' `TaskInfo.data`; since format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// A framework's own executor (Mesos' `ExecutorInfo`). An agent runs one process of
+/// `command` per framework and `executor_id`, and hands it every task that names it over the
+/// executor API; the executor reports the tasks' states.
+/// Since format 3
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorSpec {
+    /// Letters, digits, `.`, `_` and `-`: it names the executor's sandbox.
+    pub executor_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub command: CommandSpec,
+    /// What the executor itself uses, charged with the task that starts it.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 /// A task was launched on an agent (from an accepted offer).
