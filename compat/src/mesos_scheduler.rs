@@ -7,8 +7,9 @@
 //!
 //! Calls become the same events as everything else ([`cairn_scheduler::external`]), with the
 //! framework as the actor's principal's API `mesos`. A newer `SUBSCRIBE` of a framework ends
-//! its older stream; a stream that ends marks the framework disconnected, and its failover
-//! timeout starts. `ACKNOWLEDGE` is accepted and changes nothing (an update is in the log
+//! its older stream; so does this master ceasing to lead (another leads, or no quorum confirms
+//! it), so that the framework subscribes again and finds the leader; a stream that ends marks
+//! the framework disconnected, and its failover timeout starts. `ACKNOWLEDGE` is accepted and changes nothing (an update is in the log
 //! once); `RECONCILE` answers on the stream with the tasks' latest states, without a uuid.
 //! Not supported, refused with `400`: operations other than `LAUNCH`, `MESSAGE`, `REQUEST`,
 //! `SHUTDOWN`, inverse offers, `UPDATE_FRAMEWORK`.
@@ -757,15 +758,16 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let heartbeat = heartbeats();
+    let lapses = c.runner.leadership_lapses();
     let stream = futures_util::stream::unfold(
-        (follow, rx, heartbeat, first, offered, guard),
-        |(mut follow, mut rx, mut heartbeat, mut ready, mut offered, guard)| async move {
+        (follow, rx, heartbeat, first, offered, guard, lapses),
+        |(mut follow, mut rx, mut heartbeat, mut ready, mut offered, guard, mut lapses)| async move {
             loop {
                 if let Some(event) = ready.pop_front() {
                     let bytes = record_io(&event);
                     return Some((
                         Ok::<_, std::convert::Infallible>(bytes),
-                        (follow, rx, heartbeat, ready, offered, guard),
+                        (follow, rx, heartbeat, ready, offered, guard, lapses),
                     ));
                 }
                 tokio::select! {
@@ -789,6 +791,8 @@ async fn subscribe(c: Compat, actor: Actor, body: &Value) -> Response {
                         None => return None,
                     },
                     _ = heartbeat.tick() => ready.push_back(json!({ "type": "HEARTBEAT" })),
+                    // This master no longer leads: the framework must find the one that does.
+                    _ = lapses.changed() => return None,
                 }
             }
         },

@@ -140,6 +140,9 @@ struct Inner {
     wake: Mutex<Option<Timestamp>>,
     /// Agents' status posts, logged together (see `log_statuses`).
     status_posts: mpsc::Sender<StatusPost>,
+    /// Bumped whenever this master stops leading with framework streams open (see
+    /// `leadership_lapses`).
+    lapses: tokio::sync::watch::Sender<u64>,
 }
 
 /// One agent's status post, waiting to be logged.
@@ -234,6 +237,7 @@ impl Runner {
                 nudge: tokio::sync::Notify::new(),
                 wake: Mutex::new(None),
                 status_posts,
+                lapses: tokio::sync::watch::Sender::new(0),
             }),
         };
         tokio::spawn(runner.clone().log_statuses(posted, stop.clone()));
@@ -920,6 +924,28 @@ impl Runner {
         Ok((id, generation))
     }
 
+    /// Changes whenever this master stops leading while frameworks' streams are open on it:
+    /// another master leads, or no quorum confirms this one (a leader cut off from the others
+    /// still believes it leads). The scheduler API ends its streams on it, so that frameworks
+    /// subscribe again and find the leader the others follow.
+    pub fn leadership_lapses(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.lapses.subscribe()
+    }
+
+    /// This master does not lead (or cannot tell that it does): its framework streams go.
+    fn lapse(&self) {
+        let streams = !self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .frameworks
+            .is_empty();
+        if streams {
+            self.inner.lapses.send_modify(|n| *n += 1);
+        }
+    }
+
     /// The stream of subscription `generation` of framework `id` ended: unless a newer one
     /// replaced it, the framework is disconnected (its failover timeout starts).
     pub async fn framework_stream_ended(
@@ -1202,6 +1228,7 @@ impl Runner {
                 if leading.take().is_some() {
                     self.inner.sessions.lock().expect("sessions").agents.clear();
                 }
+                self.lapse();
                 continue;
             }
             // A leader cut off from the other masters still believes it leads, but can commit
@@ -1219,6 +1246,7 @@ impl Runner {
                         "no quorum confirms this leader: agent sessions closed"
                     );
                 }
+                self.lapse();
                 leading = None;
                 continue;
             }

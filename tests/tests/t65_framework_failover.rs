@@ -2,14 +2,17 @@
 //! (raw scheduler API streams), the leader is killed, one comes back to the new leader under
 //! its id, the other does not. The new leader, seeing no stream of the absent one once its
 //! reconnect grace is over, marks it disconnected, and removes it when its failover timeout
-//! runs out; the one that came back stays active.
+//! runs out; the one that came back stays active. And a leader cut off from the other
+//! masters (nftables; needs root, as CI runs) ends its frameworks' streams, so that they
+//! subscribe again and find the leader the others elect.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_tests::cluster::{wait_until, Masters};
 use cairn_tests::http_to;
+use cairn_tests::partition::Partition;
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -154,4 +157,44 @@ fn a_new_leader_times_out_the_frameworks_that_do_not_come_back() {
         "{back} disconnected after it came back: {nodes:?}"
     );
     drop(streams);
+}
+
+#[test]
+fn a_leader_cut_off_from_the_others_ends_its_frameworks_streams() {
+    const HOSTS: [&str; 3] = ["127.0.65.1", "127.0.65.2", "127.0.65.3"];
+    let mut m = Masters::on(&HOSTS);
+    for i in 0..3 {
+        m.start(i, 3);
+    }
+    let leader = m.wait_for_leader();
+    let mut subscribed = None;
+    wait_until("a framework subscribed", WITHIN, || {
+        subscribed = subscribe(&m.addr(leader), "cut-off", None, 3600);
+        subscribed.is_some()
+    });
+    let (mut stream, _) = subscribed.unwrap();
+    let others: Vec<&str> = (0..3).filter(|i| *i != leader).map(|i| HOSTS[i]).collect();
+    let partition = Partition::isolate("t65", HOSTS[leader], &others);
+
+    // The stream ends (its last chunk), although heartbeats would keep an open one alive.
+    let deadline = Instant::now() + WITHIN;
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off leader kept the stream open"
+        );
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.ends_with(b"0\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) => panic!("the stream neither ended nor went on: {e}"),
+        }
+    }
+    drop(partition);
 }
