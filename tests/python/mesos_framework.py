@@ -2,12 +2,16 @@
 
     python3 mesos_framework.py HOST:PORT
 
+With CAIRN_MESOS_PRINCIPAL and CAIRN_MESOS_SECRET set, the driver is given them (pymesos then
+sends them as HTTP Basic credentials).
+
 It subscribes, launches one task (`sleep 1000`) on the first offer that fits and declines
 the others, kills the task once it runs, reconciles it once it is killed, then tears itself
 down. Each thing it sees is printed as one JSON line, for the test to check.
 """
 
 import json
+import os
 import sys
 import threading
 
@@ -76,7 +80,14 @@ class Sleeper(Scheduler):
 
 def main():
     framework = {"user": "root", "name": "pymesos-sleeper", "hostname": "localhost"}
-    driver = MesosSchedulerDriver(Sleeper(), framework, sys.argv[1], use_addict=False)
+    driver = MesosSchedulerDriver(
+        Sleeper(),
+        framework,
+        sys.argv[1],
+        use_addict=False,
+        principal=os.environ.get("CAIRN_MESOS_PRINCIPAL"),
+        secret=os.environ.get("CAIRN_MESOS_SECRET"),
+    )
     # Ends the run if the test is not done within its time (a daemon: it does not keep a
     # finished run alive).
     deadline = threading.Timer(120, driver.stop)

@@ -1,9 +1,10 @@
 //! The real Python clients of Marathon, Chronos and Mesos, called from tests (see
 //! `tests/python/client.py`; `test.sh` installs them into `tests/.python`).
 
-use std::process::Command;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `client.<call>(*args)` — or, if `call` is not a name, the Python expression `call` over
 /// `c` (the client) and `A` (the arguments) — of client `kind` (`chronos`, `chronos2`,
@@ -49,4 +50,36 @@ pub fn call_as(
         Some(3) => Err(stderr.trim().to_owned()),
         _ => panic!("client.py {kind} {call} failed: {stderr}"),
     }
+}
+
+/// Runs the pymesos framework `tests/python/<script>` against the master `addr` (with `env`
+/// set) until it ends by itself (done, or stopped by its own 120 s timer), and checks it was
+/// done: each JSON line it printed, and its framework id.
+pub fn run_framework(addr: &str, script: &str, env: &[(&str, &str)]) -> (Vec<Value>, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("python3")
+        .arg(format!("{root}/python/{script}"))
+        .arg(addr)
+        .env("PYTHONPATH", format!("{root}/.python"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("python3 runs");
+    let seen: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        seen.contains(&json!({"done": true})),
+        "the framework did not finish: {seen:#?}\n{stderr}"
+    );
+    let framework = seen
+        .iter()
+        .find_map(|s| s["registered"].as_str())
+        .expect("registered")
+        .to_owned();
+    (seen, framework)
 }

@@ -3,45 +3,14 @@
 //! launches a task that the real agent runs, kills it, reconciles it and tears itself down.
 //! The log must then hold the same story, each event with `mesos` as its API.
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_tests::agent::{alive, wait_for_state, Agent};
+use cairn_tests::compat::run_framework;
 use cairn_tests::dev::Dev;
 use cairn_tests::Lines;
 use serde_json::{json, Value};
-
-/// Runs `tests/python/<script>` against `dev` until it ends by itself (done, or stopped by its
-/// own 120 s timer) and checks it was done: each JSON line it printed, and its framework id.
-fn run_framework(dev: &Dev, script: &str) -> (Vec<Value>, String) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let child = Command::new("python3")
-        .arg(format!("{root}/python/{script}"))
-        .arg(dev.addr())
-        .env("PYTHONPATH", format!("{root}/.python"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let out = child.wait_with_output().expect("the framework ends");
-    let seen: Vec<Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        seen.contains(&json!({"done": true})),
-        "the framework did not finish: {seen:#?}\n{stderr}"
-    );
-    let framework = seen
-        .iter()
-        .find_map(|s| s["registered"].as_str())
-        .expect("registered")
-        .to_owned();
-    (seen, framework)
-}
 
 #[test]
 fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
@@ -51,7 +20,7 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
         None,
         &["--cpus", "2", "--mem", "1024"],
     );
-    let (seen, framework) = run_framework(&dev, "mesos_framework.py");
+    let (seen, framework) = run_framework(&dev.addr(), "mesos_framework.py", &[]);
     let states: Vec<(&str, bool, Option<&str>)> = seen
         .iter()
         .filter(|s| s["task"] == "pymesos-sleeper")
@@ -126,7 +95,7 @@ fn a_pymesos_framework_runs_tasks_in_its_own_executor() {
         None,
         &["--cpus", "2", "--mem", "1024"],
     );
-    let (seen, framework) = run_framework(&dev, "mesos_executor_framework.py");
+    let (seen, framework) = run_framework(&dev.addr(), "mesos_executor_framework.py", &[]);
     let story = |task: &str| -> Vec<(String, String, String)> {
         seen.iter()
             .filter(|s| s["task"] == task)

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_tests::agent::cairn;
 use cairn_tests::cluster::job_entry;
 use cairn_tests::compat::call_as;
+use cairn_tests::compat::run_framework;
 use cairn_tests::dev::{new_token, Dev};
 use cairn_tests::{cairn_bin, free_port, http_with, Lines};
 use serde_json::{json, Value};
@@ -254,5 +255,44 @@ fn tokens_decide_who_may_read_operate_and_administer() {
     follow.wait().unwrap();
     let first: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["offset"], 1, "{first}");
+    dev.stop();
+}
+
+/// pymesos sends a framework's `principal` and `secret` as HTTP Basic credentials: with a
+/// token as the secret, a framework runs on a cluster that requires tokens, and the audit
+/// names the token.
+#[test]
+fn a_pymesos_framework_authenticates_with_a_token_as_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, entry) = new_token("pymesos", "operate");
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(&config, entry).unwrap();
+    let mut dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        Some(&config),
+        &["--cpus", "2", "--mem", "1024"],
+    );
+    let (_, framework) = run_framework(
+        &dev.addr(),
+        "mesos_framework.py",
+        &[
+            ("CAIRN_MESOS_PRINCIPAL", "my-framework"),
+            ("CAIRN_MESOS_SECRET", &secret),
+        ],
+    );
+    dev.token = Some(secret);
+    let audit = dev.data(
+        "query($s: String!) { audit(subject: $s, first: 50) { nodes { type actor { principal api } } } }",
+        json!({ "s": format!("framework:{framework}") }),
+    );
+    let nodes = audit["audit"]["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty(), "{audit}");
+    for node in nodes {
+        assert_eq!(
+            node["actor"],
+            json!({ "principal": "user:pymesos", "api": "mesos" }),
+            "{audit}"
+        );
+    }
     dev.stop();
 }
