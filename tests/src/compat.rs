@@ -83,3 +83,22 @@ pub fn run_framework(addr: &str, script: &str, env: &[(&str, &str)]) -> (Vec<Val
         .to_owned();
     (seen, framework)
 }
+
+/// marathon-deploy's `tool` (`marathon-deploy`, `marathon-check`) with `-m server` and `args`:
+/// its exit code and output.
+pub fn marathon_tool(tool: &str, server: &str, args: &[&str]) -> (i32, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("python3")
+        .arg(format!("{root}/.python/bin/{tool}"))
+        .args(["-m", server])
+        .args(args)
+        .env("PYTHONPATH", format!("{root}/.python:{root}/python"))
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use cairn_tests::cluster::wait_until;
-use cairn_tests::compat::call;
+use cairn_tests::compat::{call, marathon_tool};
 use cairn_tests::dev::Dev;
 use cairn_tests::free_port;
 use serde_json::{json, Value};
@@ -58,24 +58,6 @@ fn subscribers(dev: &Dev) -> u64 {
         .find_map(|l| l.strip_prefix("cairn_log_subscribers "))
         .and_then(|v| v.trim().parse().ok())
         .expect("the subscribers gauge")
-}
-
-/// `marathon-deploy <args>` against `server`: exit code and output.
-fn marathon_deploy(server: &str, args: &[&str]) -> (i32, String) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new("python3")
-        .arg(format!("{root}/.python/bin/marathon-deploy"))
-        .args(["-m", server])
-        .args(args)
-        .env("PYTHONPATH", format!("{root}/.python:{root}/python"))
-        .output()
-        .expect("python3 runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 #[test]
@@ -266,15 +248,27 @@ fn marathon_python_and_marathon_deploy_manage_apps_on_cairn() {
             .to_string(),
     )
     .unwrap();
-    let (code, out) = marathon_deploy(server, &["--put", file.to_str().unwrap()]);
+    let (code, out) = marathon_tool(
+        "marathon-deploy",
+        server,
+        &["--put", file.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "{out}");
     wait_until("echo runs", WITHIN, || running(server, "/web/echo") == 1);
-    let (code, out) = marathon_deploy(server, &["--appid", "/web/echo", "--scale", "2"]);
+    let (code, out) = marathon_tool(
+        "marathon-deploy",
+        server,
+        &["--appid", "/web/echo", "--scale", "2"],
+    );
     assert_eq!(code, 0, "{out}");
     wait_until("two echoes run", WITHIN, || {
         running(server, "/web/echo") == 2
     });
-    let (code, out) = marathon_deploy(server, &["--appid", "/web/echo", "--instances"]);
+    let (code, out) = marathon_tool(
+        "marathon-deploy",
+        server,
+        &["--appid", "/web/echo", "--instances"],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.lines().any(|l| l.trim() == "2"), "{out}");
 
