@@ -18,13 +18,13 @@ use serde_json::{json, Value};
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// `SUBSCRIBE` on `addr`, the stream left open in the socket answered with the framework's
-/// id; `None` if the master refuses (no leader yet).
+/// id and the stream's `Mesos-Stream-Id`; `None` if the master refuses (no leader yet).
 fn subscribe(
     addr: &str,
     name: &str,
     id: Option<&str>,
     failover_secs: u64,
-) -> Option<(TcpStream, String)> {
+) -> Option<(TcpStream, String, String)> {
     let mut body = json!({ "type": "SUBSCRIBE", "subscribe": { "framework_info": {
         "name": name, "user": "root", "failover_timeout": failover_secs } } });
     if let Some(id) = id {
@@ -59,7 +59,12 @@ fn subscribe(
             let rest = &text[at + marker.len()..];
             if let Some(end) = rest.find('"') {
                 let id = rest[..end].to_owned();
-                return Some((socket, id));
+                let stream_id = text.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("mesos-stream-id: ")
+                        .map(str::to_owned)
+                })?;
+                return Some((socket, id, stream_id));
             }
         }
     }
@@ -104,12 +109,56 @@ fn a_new_leader_times_out_the_frameworks_that_do_not_come_back() {
             subscribed = subscribe(&m.addr(leader), name, None, failover);
             subscribed.is_some()
         });
-        let (stream, id) = subscribed.unwrap();
-        streams.push(stream);
+        let (stream, id, stream_id) = subscribed.unwrap();
+        streams.push((stream, stream_id));
         ids.push(id);
     }
     let (gone, back) = (ids[0].clone(), ids[1].clone());
     assert_eq!(status(&m, &gone), "ACTIVE");
+
+    // A call must come with its framework's current stream id: none, another framework's, or
+    // a framework that is not subscribed is refused, Mesos' way, and nothing is logged.
+    let head = || {
+        graphql(&m, "{ state { offset } }")["state"]["offset"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = head();
+    let revive = |framework: &str, stream_id: Option<&str>| {
+        let body = json!({ "type": "REVIVE", "framework_id": { "value": framework } }).to_string();
+        let headers: Vec<(&str, &str)> = stream_id
+            .map(|s| ("Mesos-Stream-Id", s))
+            .into_iter()
+            .collect();
+        cairn_tests::http_with(
+            &m.addr(leader),
+            "POST",
+            "/api/v1/scheduler",
+            &headers,
+            &body,
+            WITHIN,
+        )
+        .unwrap()
+    };
+    for (framework, stream_id, status, says) in [
+        (&gone, None, 400, "Mesos-Stream-Id"),
+        (&gone, Some(streams[1].1.as_str()), 400, "Mesos-Stream-Id"),
+        (
+            &"never-subscribed".to_owned(),
+            Some(streams[0].1.as_str()),
+            403,
+            "not subscribed here",
+        ),
+    ] {
+        let (got, text) = revive(framework, stream_id);
+        assert_eq!(got, status, "{text}");
+        assert!(text.contains(says), "{text}");
+    }
+    assert_eq!(revive(&gone, Some(streams[0].1.as_str())).0, 202);
+    // Refused calls would have been logged before the good one: once it is folded, nothing
+    // else is there.
+    wait_until("the good call folded", WITHIN, || head() > before);
+    assert_eq!(head(), before + 1, "only the good call was logged");
 
     m.kill(leader);
     let mut again = None;
@@ -117,7 +166,7 @@ fn a_new_leader_times_out_the_frameworks_that_do_not_come_back() {
         again = subscribe(&m.addr(m.wait_for_leader()), "back", Some(&back), 3600);
         again.is_some()
     });
-    let (_stream, id) = again.unwrap();
+    let (_stream, id, _) = again.unwrap();
     assert_eq!(id, back);
     let since = graphql(&m, "{ state { offset } }")["state"]["offset"]
         .as_u64()
@@ -172,7 +221,7 @@ fn a_leader_cut_off_from_the_others_ends_its_frameworks_streams() {
         subscribed = subscribe(&m.addr(leader), "cut-off", None, 3600);
         subscribed.is_some()
     });
-    let (mut stream, _) = subscribed.unwrap();
+    let (mut stream, _, _) = subscribed.unwrap();
     let others: Vec<&str> = (0..3).filter(|i| *i != leader).map(|i| HOSTS[i]).collect();
     let partition = Partition::isolate("t65", HOSTS[leader], &others);
 
