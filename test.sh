@@ -35,6 +35,23 @@ if [ ! -f tests/.python/http_parser/pyparser.py ]; then
   rm -rf "$sdist"
 fi
 
+# mesos.cli 0.1.5 (Apache's Mesos CLI) is Python 2 code: it runs on pyenv's Python 2.7, which
+# this machine kind has, with the last releases of its dependencies that support 2.7
+# (compat-surface.md, section e).
+py2=$(ls "$HOME"/.pyenv/versions/2.7*/bin/python2.7 2>/dev/null | head -n1 || true)
+if [ -z "$py2" ]; then
+  echo "mesos.cli needs Python 2.7: pyenv install 2.7.18" >&2
+  exit 1
+fi
+if [ ! -d tests/.python2/mesos/cli ]; then
+  step "mesos.cli (Python 2.7)"
+  "$py2" -m pip install --quiet --disable-pip-version-check --no-deps --target tests/.python2 \
+    mesos.cli==0.1.5 mesos.interface==1.3.0 google-common protobuf==3.17.3 "argcomplete<2" \
+    blessings futures kazoo==2.8.0 six "prettytable<1" "requests<2.28" "urllib3<2" "idna<3" \
+    "chardet<5" certifi==2020.12.5 ordereddict "wcwidth<0.2.7"
+fi
+ln -sf "$py2" tests/.python2/python
+
 # The UI test drives Debian's headless Chromium through chromedriver, with Selenium from PyPI
 # (kept apart from the API clients, whose dependencies it would otherwise upgrade).
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

@@ -264,6 +264,16 @@ impl Shared {
         Ok(true)
     }
 
+    /// A copy of every task record the agent holds (for its state views).
+    pub(crate) fn task_records(&self) -> Vec<TaskRecord> {
+        self.tasks
+            .lock()
+            .expect("tasks")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn health_http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -337,7 +337,7 @@ impl Shared {
     /// A kill of a task that runs under an executor: the executor is asked (`KILL`); one that
     /// was not handed over yet is killed here; with the executor unreachable, it is stopped.
     pub(crate) fn kill_on_executor(self: &Arc<Self>, record: &TaskRecord) -> Result<()> {
-        let Some(name) = executor_of(record) else {
+        let Some(name) = executor_sandbox(record) else {
             return Ok(());
         };
         let id = &record.task_id;
@@ -411,7 +411,7 @@ impl Shared {
         record: &TaskRecord,
         update: &StatusUpdate,
     ) {
-        let Some(name) = executor_of(record) else {
+        let Some(name) = executor_sandbox(record) else {
             return;
         };
         let Some(uuid) = decode_hex(&update.uuid) else {
@@ -431,7 +431,7 @@ impl Shared {
     /// Stops executors a previous run of the agent left (they cannot subscribe again) and
     /// fails their tasks.
     pub(crate) fn recover_executor_task(&self, record: &TaskRecord) -> Result<()> {
-        if let Some(sandbox) = executor_of(record).and_then(|n| self.sandboxes.named(&n)) {
+        if let Some(sandbox) = executor_sandbox(record).and_then(|n| self.sandboxes.named(&n)) {
             if let Some(runtime) = process::started(&sandbox) {
                 process::kill_task(&sandbox, &runtime, Duration::ZERO);
             }
@@ -442,6 +442,21 @@ impl Shared {
             Some("REASON_EXECUTOR_TERMINATED"),
             "the agent restarted, and a framework's executor does not outlive it".into(),
         )
+    }
+
+    /// The executors running now: their framework, spec and `cairn executor` pid.
+    pub(crate) fn executor_processes(&self) -> Vec<(String, ExecutorSpec, i32)> {
+        self.executors
+            .lock()
+            .expect("executors")
+            .values()
+            .filter_map(|e| match e.runtime {
+                Some(Runtime::Process { pid, .. }) => {
+                    Some((e.framework_id.to_string(), e.spec.clone(), pid))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Sandboxes of the executors running now (not to be collected).
@@ -596,7 +611,7 @@ impl Shared {
 }
 
 /// The sandbox name of the executor `record` runs under, if any.
-fn executor_of(record: &TaskRecord) -> Option<String> {
+pub(crate) fn executor_sandbox(record: &TaskRecord) -> Option<String> {
     let spec = record.spec.executor.as_ref()?;
     Some(sandbox_name(
         record.framework_id.as_ref()?,

@@ -4,14 +4,17 @@
 //! |---|---|
 //! | `GET /livez` | `ok` while the agent runs |
 //! | `GET /state` | the agent's id, resources, isolation, tasks, frameworks' executors and undelivered updates |
+//! | `GET /slave(1)/state` (`.json`, `/state.json`) | Mesos' agent state: frameworks, executors, tasks (see `mesos`) |
+//! | `GET /monitor/statistics` (`.json`) | each executor's CPU times, RSS and limits, Mesos' shape |
 //! | `GET /files/browse?path=P` | a sandbox directory's entries (Mesos' shape) |
 //! | `GET /files/read?path=P&offset=N&length=M` | `{data, offset}`: part of a sandbox file; `offset=-1` gives its size |
 //! | `GET /files/download?path=P` | a sandbox file whole, as an attachment (as much as it held when asked) |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /api/v1/executor` | Mesos' executor API, for frameworks' own executors (see `executors`) |
 //!
-//! Paths are relative to the sandboxes' root (`<task-id>/stdout`); nothing outside it is
-//! served. A read returns at most 1 MiB.
+//! Paths are relative to the sandboxes' root (`<task-id>/stdout`), or absolute under it (as
+//! the Mesos state's `directory` gives them); nothing outside it is served. The files routes
+//! answer with a `.json` suffix too, as Mesos' did. A read returns at most 1 MiB.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -52,8 +55,16 @@ pub(crate) async fn serve(
         .route("/livez", get(|| async { "ok\n" }))
         .route("/state", get(state))
         .route("/files/browse", get(browse))
+        .route("/files/browse.json", get(browse))
         .route("/files/read", get(read))
+        .route("/files/read.json", get(read))
         .route("/files/download", get(download))
+        .route("/files/download.json", get(download))
+        .route("/slave(1)/state", get(crate::mesos::state))
+        .route("/slave(1)/state.json", get(crate::mesos::state))
+        .route("/state.json", get(crate::mesos::state))
+        .route("/monitor/statistics", get(crate::mesos::statistics))
+        .route("/monitor/statistics.json", get(crate::mesos::statistics))
         .route("/metrics", get(metrics))
         .route(
             "/api/v1/executor",
@@ -74,13 +85,7 @@ fn error(status: StatusCode, message: String) -> Response {
 
 async fn state(State(shared): State<Arc<Shared>>) -> Response {
     let identity = shared.identity.lock().expect("identity").clone();
-    let tasks: Vec<_> = shared
-        .tasks
-        .lock()
-        .expect("tasks")
-        .values()
-        .cloned()
-        .collect();
+    let tasks = shared.task_records();
     let pending = shared.pending.lock().expect("pending").len();
     Json(serde_json::json!({
         "agent_id": identity.agent_id,
@@ -111,7 +116,15 @@ struct PathQuery {
 /// included (a task controls what its sandbox holds): the path is resolved and must still
 /// be under the resolved root.
 fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
-    let relative = Path::new(path.trim_start_matches('/'));
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("path: {path}: {e}"))?;
+    // An absolute path under the root (the Mesos state's `directory`) is taken as such; any
+    // other path is relative to the root.
+    let relative = Path::new(path)
+        .strip_prefix(&root)
+        .map(Path::to_owned)
+        .unwrap_or_else(|_| PathBuf::from(path.trim_start_matches('/')));
     let plain = relative
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
@@ -119,9 +132,6 @@ fn resolve(root: &Path, path: &str) -> Result<PathBuf, String> {
     if !plain {
         return Err(outside());
     }
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("path: {path}: {e}"))?;
     let resolved = root
         .join(relative)
         .canonicalize()
@@ -164,19 +174,49 @@ fn list(root: &Path, path: &str) -> Result<Vec<serde_json::Value>, String> {
             continue;
         };
         let name = entry.file_name().to_string_lossy().into_owned();
+        let uid = nix::unistd::User::from_uid(meta.uid().into())
+            .ok()
+            .flatten()
+            .map_or_else(|| meta.uid().to_string(), |u| u.name);
+        let gid = nix::unistd::Group::from_gid(meta.gid().into())
+            .ok()
+            .flatten()
+            .map_or_else(|| meta.gid().to_string(), |g| g.name);
         out.push(serde_json::json!({
             "path": format!("{}/{}", path.trim_end_matches('/'), name),
             "size": meta.len(),
-            "mode": meta.mode(),
+            "mode": mode_string(meta.mode(), meta.is_dir(), meta.is_symlink()),
             "mtime": meta.mtime(),
             "nlink": meta.nlink(),
-            "uid": meta.uid(),
-            "gid": meta.gid(),
+            "uid": uid,
+            "gid": gid,
             "is_dir": meta.is_dir(),
         }));
     }
     out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
     Ok(out)
+}
+
+/// `ls -l`'s mode column (`drwxr-xr-x`), as Mesos' browse writes it.
+fn mode_string(mode: u32, dir: bool, link: bool) -> String {
+    let kind = if dir {
+        'd'
+    } else if link {
+        'l'
+    } else {
+        '-'
+    };
+    let bits =
+        "rwxrwxrwx".chars().enumerate().map(
+            |(i, c)| {
+                if mode & (1 << (8 - i)) != 0 {
+                    c
+                } else {
+                    '-'
+                }
+            },
+        );
+    std::iter::once(kind).chain(bits).collect()
 }
 
 async fn read(State(shared): State<Arc<Shared>>, Query(q): Query<PathQuery>) -> Response {
@@ -307,5 +347,35 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         )
             .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_as_ls_writes_them() {
+        assert_eq!(mode_string(0o755, true, false), "drwxr-xr-x");
+        assert_eq!(mode_string(0o100644, false, false), "-rw-r--r--");
+        assert_eq!(mode_string(0o777, false, true), "lrwxrwxrwx");
+    }
+
+    #[test]
+    fn paths_resolve_inside_the_sandboxes_only_relative_or_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sandboxes");
+        std::fs::create_dir_all(root.join("t1")).unwrap();
+        std::fs::write(root.join("t1/stdout"), "hi").unwrap();
+        let file = root.canonicalize().unwrap().join("t1/stdout");
+        assert_eq!(resolve(&root, "t1/stdout").unwrap(), file);
+        assert_eq!(resolve(&root, "/t1/stdout").unwrap(), file);
+        // The Mesos state's `directory` is absolute.
+        assert_eq!(resolve(&root, file.to_str().unwrap()).unwrap(), file);
+        for outside in ["../sandboxes/t1/stdout", "/etc/passwd", "t1/../../x"] {
+            assert!(resolve(&root, outside).is_err(), "{outside}");
+        }
+        let escape = format!("{}/../x", root.canonicalize().unwrap().display());
+        assert!(resolve(&root, &escape).unwrap_err().contains("inside"));
     }
 }

@@ -30,6 +30,7 @@ pub mod executors;
 mod health;
 pub mod host;
 mod http;
+mod mesos;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 
 use crate::{Compat, Failure};
 
-/// The Mesos version cairn answers as (numeric, dotted: pymesos parses it with `int()`).
-pub const VERSION: &str = "1.11.0";
+/// The Mesos version cairn answers as (shared with the agent's Mesos views).
+pub use cairn_log::protocol::MESOS_VERSION as VERSION;
+
 /// Tasks `/master/tasks` answers with unless `limit` says otherwise (`-1`: all).
 pub const DEFAULT_TASKS: usize = 100;
 
@@ -77,25 +78,6 @@ fn secs(at: Timestamp) -> f64 {
     at.as_micros() as f64 / 1e6
 }
 
-/// Mesos' flat resource map.
-pub fn resources(r: &Resources) -> Value {
-    let ports: Vec<String> = r
-        .ports
-        .iter()
-        .map(|p| format!("{}-{}", p.begin, p.end))
-        .collect();
-    let mut out = json!({
-        "cpus": r.cpus_milli as f64 / 1000.0,
-        "mem": r.mem_mib as f64,
-        "disk": r.disk_mib as f64,
-        "gpus": 0.0,
-    });
-    if !ports.is_empty() {
-        out["ports"] = json!(format!("[{}]", ports.join(", ")));
-    }
-    out
-}
-
 /// `ip:port` of an agent's address, `("", 0)` when it has none.
 fn ip_port(address: &str) -> (&str, u16) {
     match address.rsplit_once(':') {
@@ -114,11 +96,11 @@ pub fn slave_json(id: &cairn_log::event::AgentId, agent: &Agent) -> Value {
         "pid": format!("slave(1)@{ip}:{port}"),
         "attributes": agent.attributes,
         "registered_time": secs(agent.registered_at),
-        "resources": resources(&agent.total),
-        "used_resources": resources(&agent.used),
-        "offered_resources": resources(&agent.offered),
+        "resources": agent.total.mesos_v0_json(),
+        "used_resources": agent.used.mesos_v0_json(),
+        "offered_resources": agent.offered.mesos_v0_json(),
         "reserved_resources": {},
-        "unreserved_resources": resources(&agent.total),
+        "unreserved_resources": agent.total.mesos_v0_json(),
         "active": agent.status == AgentStatus::Active,
         "deactivated": agent.status != AgentStatus::Active,
         "version": agent.version,
@@ -160,7 +142,7 @@ pub fn task_json(state: &Cluster, id: &TaskId, task: &Task) -> Value {
         "executor_id": task.spec.executor.as_ref().map_or("", |e| e.executor_id.as_str()),
         "slave_id": task.agent_id,
         "state": wire(&task.state),
-        "resources": resources(&task.resources),
+        "resources": task.resources.mesos_v0_json(),
         "role": "*",
         "statuses": statuses,
     });
@@ -228,9 +210,9 @@ pub fn framework_json(state: &Cluster, id: &FrameworkId, f: &Framework) -> Value
         "failover_timeout": f.failover_timeout_secs as f64,
         "registered_time": secs(f.registered_at),
         "unregistered_time": 0,
-        "resources": resources(&used),
-        "used_resources": resources(&used),
-        "offered_resources": resources(&offered),
+        "resources": used.mesos_v0_json(),
+        "used_resources": used.mesos_v0_json(),
+        "offered_resources": offered.mesos_v0_json(),
         "tasks": live.iter().map(|(t, task)| task_json(state, t, task)).collect::<Vec<_>>(),
         "unreachable_tasks": [],
         "completed_tasks": ended.iter().map(|(t, task)| task_json(state, t, task)).collect::<Vec<_>>(),
@@ -238,7 +220,7 @@ pub fn framework_json(state: &Cluster, id: &FrameworkId, f: &Framework) -> Value
             "id": { "value": offer },
             "framework_id": o.framework_id,
             "slave_id": o.agent_id,
-            "resources": resources(&o.resources),
+            "resources": o.resources.mesos_v0_json(),
         })).collect::<Vec<_>>(),
         "executors": [],
     })

@@ -147,3 +147,6 @@ pub fn record_io(event: &serde_json::Value) -> String {
     let json = event.to_string();
     format!("{}\n{json}", json.len())
 }
+
+/// The Mesos version cairn answers as (numeric, dotted: pymesos parses it with `int()`).
+pub const MESOS_VERSION: &str = "1.11.0";

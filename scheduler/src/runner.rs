@@ -629,8 +629,10 @@ impl Runner {
             .map_err(|e| Error::Invalid(format!("name: {e}")))?;
         let (appended, ()) = self
             .write(|state| {
-                let event = tasks::place(state, &request, task_id.clone())?;
-                Ok(Decision::to_log(actor, vec![event]))
+                let launch = tasks::place(state, &request, task_id.clone())?;
+                let mut events = tasks::user_framework(state);
+                events.push(launch);
+                Ok(Decision::to_log(actor, events))
             })
             .await?;
         let offset = appended.map_or(0, |a| a.last.get());

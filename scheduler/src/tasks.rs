@@ -3,7 +3,8 @@
 //! the direct path Nomad's `alloc exec`-style users expect for a quick command.
 
 use cairn_log::event::{
-    AgentId, Event, FrameworkId, PortRange, Resources, TaskId, TaskLaunched, TaskOwner, TaskSpec,
+    AgentId, Event, FrameworkId, OffersSuppressed, PortRange, Resources, TaskId, TaskLaunched,
+    TaskOwner, TaskSpec,
 };
 use cairn_projections::cluster::AgentStatus;
 use cairn_projections::State;
@@ -39,6 +40,26 @@ pub enum PlaceError {
         ports: usize,
         best: String,
     },
+}
+
+/// The user framework's registration, the first time, or its return: one-off tasks have a
+/// framework like every task, so that Mesos' tools listing tasks by framework find them. It
+/// places its tasks directly, so it takes no offers (suppressed).
+pub fn user_framework(state: &State) -> Vec<Event> {
+    let id = FrameworkId::new(USER_FRAMEWORK).expect("a valid id");
+    let mut events = crate::framework::ensure(state, &id, USER_FRAMEWORK, true);
+    let suppressed = state
+        .cluster
+        .frameworks
+        .get(&id)
+        .is_some_and(|f| !f.suppressed.is_empty());
+    if !suppressed {
+        events.push(Event::OffersSuppressed(OffersSuppressed {
+            framework_id: id,
+            roles: Vec::new(),
+        }));
+    }
+    events
 }
 
 /// Places `request` on the active agent with the most free CPU (then memory; then the
@@ -227,6 +248,20 @@ mod tests {
             (second.agent_id, second.spec.ports),
             (agent("big"), vec![31002])
         );
+    }
+
+    #[test]
+    fn the_user_framework_registers_once_and_takes_no_offers() {
+        let state = state_of(vec![registered("a", 1000)]);
+        let first = user_framework(&state);
+        assert!(
+            matches!(first.as_slice(), [Event::FrameworkRegistered(r), Event::OffersSuppressed(_)]
+                if r.framework_id.as_str() == USER_FRAMEWORK),
+            "{first:?}"
+        );
+        let mut events = vec![registered("a", 1000)];
+        events.extend(first);
+        assert_eq!(user_framework(&state_of(events)), Vec::<Event>::new());
     }
 
     #[test]

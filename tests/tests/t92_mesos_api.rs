@@ -208,3 +208,100 @@ impl Stream {
         self.seen.clear();
     }
 }
+
+/// `python2.7 mesos_cli.py <args>` (Apache's mesos.cli 0.1.5, Python 2) with a config naming
+/// `master`: its output.
+fn apache_mesos_cli(config: &std::path::Path, args: &[&str]) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/.python2/python"))
+        .arg(format!("{root}/python/mesos_cli.py"))
+        .args(args)
+        .env("MESOS_CLI_CONFIG", config)
+        .output()
+        .expect("Python 2.7 runs (test.sh links it into tests/.python2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !text.is_empty(),
+        "mesos {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Apache's own Mesos CLI (mesos.cli, Python 2) reads the master's state, then each agent's
+/// (`/slave(1)/state.json`, `/monitor/statistics.json`) and the task's sandbox through the
+/// agent's files API, with the absolute sandbox paths the agent's state gives.
+#[test]
+fn apache_mesos_cli_lists_tasks_and_reads_their_sandboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start_with_agent(
+        &dir.path().join("data"),
+        None,
+        &["--cpus", "2", "--mem", "1024"],
+    );
+    let masters = [dev.addr()];
+    let id = cairn_tests::agent::run_task(
+        &masters,
+        &[
+            "--name",
+            "greeter",
+            "--",
+            "echo hello-from-cairn; exec sleep 1000",
+        ],
+    );
+    cairn_tests::agent::wait_for_state(
+        &dev.addr(),
+        &id,
+        "TASK_RUNNING",
+        std::time::Duration::from_secs(60),
+    );
+    let config = dir.path().join("mesos.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({ "default": { "master": dev.addr() } }).to_string(),
+    )
+    .unwrap();
+
+    // `ps`: the task, its command as Mesos names it, and what it uses (from the agent's
+    // statistics: a running shell has a resident size).
+    let ps = apache_mesos_cli(&config, &["ps"]);
+    let row = ps
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(
+        row.contains("sh -c 'echo hello-from-cairn; exec sleep 1000'"),
+        "{ps}"
+    );
+    assert!(!row.contains(" 0.00 B "), "no resident size: {ps}");
+    let frameworks = apache_mesos_cli(&config, &["frameworks"]);
+    assert!(
+        frameworks
+            .lines()
+            .any(|l| l.contains("cairn") && l.contains("True")),
+        "{frameworks}"
+    );
+    // The agent's own state, by agent id.
+    let agent_id = get(&dev, "/master/slaves")["slaves"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent: Value =
+        serde_json::from_str(&apache_mesos_cli(&config, &["state", &agent_id])).unwrap();
+    let executor = &agent[0]["frameworks"][0]["executors"][0];
+    assert_eq!(executor["id"], id.as_str(), "{agent}");
+    assert_eq!(executor["tasks"][0]["state"], "TASK_RUNNING", "{agent}");
+
+    // The sandbox, through the files API.
+    let ls = apache_mesos_cli(&config, &["ls", &id]);
+    assert!(ls.lines().any(|l| l.ends_with(" stdout")), "{ls}");
+    let find = apache_mesos_cli(&config, &["find", &id]);
+    assert!(find.lines().any(|l| l == "stderr"), "{find}");
+    assert_eq!(
+        apache_mesos_cli(&config, &["cat", &id, "stdout"]),
+        "hello-from-cairn\n"
+    );
+    let tail = apache_mesos_cli(&config, &["tail", &id, "stdout"]);
+    assert!(tail.contains("hello-from-cairn"), "{tail}");
+    dev.stop();
+}

@@ -322,6 +322,26 @@ impl Resources {
         })
     }
 
+    /// Mesos' v0 JSON resources object (`{"cpus", "mem", "disk", "gpus", "ports": "[a-b, …]"}`),
+    /// as the master's and the agent's `state.json` write them.
+    pub fn mesos_v0_json(&self) -> serde_json::Value {
+        let ports: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("{}-{}", p.begin, p.end))
+            .collect();
+        let mut out = serde_json::json!({
+            "cpus": self.cpus_milli as f64 / 1000.0,
+            "mem": self.mem_mib as f64,
+            "disk": self.disk_mib as f64,
+            "gpus": 0.0,
+        });
+        if !ports.is_empty() {
+            out["ports"] = serde_json::json!(format!("[{}]", ports.join(", ")));
+        }
+        out
+    }
+
     /// Mesos' v1 JSON resource list (`cpus`, `mem`, `disk` scalars, `ports` ranges), the shape
     /// the scheduler, operator and executor APIs all speak.
     pub fn mesos_json(&self) -> serde_json::Value {
