@@ -5,9 +5,10 @@
 With CAIRN_MESOS_PRINCIPAL and CAIRN_MESOS_SECRET set, the driver is given them (pymesos then
 sends them as HTTP Basic credentials).
 
-It subscribes, launches one task (`sleep 1000`) on the first offer that fits and declines
-the others, kills the task once it runs, reconciles it once it is killed, then tears itself
-down. Each thing it sees is printed as one JSON line, for the test to check.
+It subscribes, launches two command tasks on the first offer that fits (`pymesos-sleeper`,
+`sleep 1000`, and `pymesos-echo`, which finishes) and declines the others with a filter, kills
+the sleeper once it runs, reconciles it once it is killed, and tears itself down once the
+echo has finished too. Each thing it sees is printed as one JSON line, for the test to check.
 """
 
 import json
@@ -18,10 +19,24 @@ import threading
 from pymesos import MesosSchedulerDriver, Scheduler
 
 TASK = "pymesos-sleeper"
+ECHO = "pymesos-echo"
 
 
 def say(**what):
     print(json.dumps(what), flush=True)
+
+
+def command_task(name, agent_id, command):
+    return {
+        "task_id": {"value": name},
+        "agent_id": agent_id,
+        "name": name,
+        "command": {"value": command},
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+        ],
+    }
 
 
 class Sleeper(Scheduler):
@@ -29,6 +44,8 @@ class Sleeper(Scheduler):
         self.launched = False
         self.killed = False
         self.reconciled = False
+        self.answered = False
+        self.echoed = False
 
     def registered(self, driver, framework_id, master_info):
         say(registered=framework_id["value"])
@@ -36,7 +53,7 @@ class Sleeper(Scheduler):
     def resourceOffers(self, driver, offers):
         for offer in offers:
             cpus = sum(r["scalar"]["value"] for r in offer["resources"] if r["name"] == "cpus")
-            if self.launched or cpus < 0.1:
+            if self.launched or cpus < 0.2:
                 driver.declineOffer(offer["id"], {"refuse_seconds": 60})
                 continue
             self.launched = True
@@ -44,16 +61,8 @@ class Sleeper(Scheduler):
             driver.launchTasks(
                 offer["id"],
                 [
-                    {
-                        "task_id": {"value": TASK},
-                        "agent_id": offer["agent_id"],
-                        "name": "sleeper",
-                        "command": {"value": "sleep 1000"},
-                        "resources": [
-                            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                            {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
-                        ],
-                    }
+                    command_task(TASK, offer["agent_id"], "sleep 1000"),
+                    command_task(ECHO, offer["agent_id"], "echo hello"),
                 ],
             )
 
@@ -64,13 +73,17 @@ class Sleeper(Scheduler):
             acknowledged="uuid" in status,
             reason=status.get("reason"),
         )
-        if status["state"] == "TASK_RUNNING" and not self.killed:
+        if status["task_id"]["value"] == ECHO:
+            self.echoed = self.echoed or status["state"] == "TASK_FINISHED"
+        elif status["state"] == "TASK_RUNNING" and not self.killed:
             self.killed = True
             driver.killTask({"value": TASK})
         elif status["state"] == "TASK_KILLED" and not self.reconciled:
             self.reconciled = True
             driver.reconcileTasks([{"task_id": {"value": TASK}}])
         elif status.get("reason") == "REASON_RECONCILIATION":
+            self.answered = True
+        if self.answered and self.echoed:
             say(done=True)
             driver.stop()
 

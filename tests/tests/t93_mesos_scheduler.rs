@@ -1,6 +1,7 @@
 //! Mesos' v1 scheduler API driven by a real pymesos (0.3.15) framework against `cairn dev`
 //! with its agent (`tests/python/mesos_framework.py`): it subscribes, receives DRF offers,
-//! launches a task that the real agent runs, kills it, reconciles it and tears itself down.
+//! launches two command tasks that the real agent runs (one finishes), kills the other,
+//! reconciles it and tears itself down.
 //! The log must then hold the same story, each event with `mesos` as its API.
 
 use std::process::{Command, Stdio};
@@ -44,6 +45,17 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
     assert_eq!(
         states.last(),
         Some(&("TASK_KILLED", false, Some("REASON_RECONCILIATION"))),
+        "{seen:#?}"
+    );
+    // The other command task ran to its end.
+    let echo: Vec<&str> = seen
+        .iter()
+        .filter(|s| s["task"] == "pymesos-echo" && s["acknowledged"] == true)
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(
+        echo,
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
         "{seen:#?}"
     );
 
