@@ -102,3 +102,12 @@ pub fn marathon_tool(tool: &str, server: &str, args: &[&str]) -> (i32, String) {
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// The states a framework printed for `task` in updates that carried a uuid (logged ones,
+/// acknowledged), in order.
+pub fn acknowledged_states<'a>(seen: &'a [Value], task: &str) -> Vec<&'a str> {
+    seen.iter()
+        .filter(|s| s["task"] == task && s["acknowledged"] == true)
+        .filter_map(|s| s["state"].as_str())
+        .collect()
+}

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_tests::agent::{alive, wait_for_state, Agent};
-use cairn_tests::compat::run_framework;
+use cairn_tests::compat::{acknowledged_states, run_framework};
 use cairn_tests::dev::Dev;
 use cairn_tests::Lines;
 use serde_json::{json, Value};
@@ -48,13 +48,8 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
         "{seen:#?}"
     );
     // The other command task ran to its end.
-    let echo: Vec<&str> = seen
-        .iter()
-        .filter(|s| s["task"] == "pymesos-echo" && s["acknowledged"] == true)
-        .filter_map(|s| s["state"].as_str())
-        .collect();
     assert_eq!(
-        echo,
+        acknowledged_states(&seen, "pymesos-echo"),
         ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
         "{seen:#?}"
     );

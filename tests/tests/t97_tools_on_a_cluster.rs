@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cairn_tests::agent::Agent;
 use cairn_tests::cluster::{wait_until, Masters};
-use cairn_tests::compat::{call, marathon_tool, run_framework};
+use cairn_tests::compat::{acknowledged_states, call, marathon_tool, run_framework};
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(90);
@@ -84,13 +84,8 @@ fn marathon_deploy_and_pymesos_work_through_a_follower() {
 
     // pymesos: a command task launched, killed and reconciled; tasks in its own executor.
     let (seen, _) = run_framework(&m.addr(follower), "mesos_framework.py", &[]);
-    let states: Vec<&str> = seen
-        .iter()
-        .filter(|s| s["task"] == "pymesos-sleeper" && s["acknowledged"] == true)
-        .filter_map(|s| s["state"].as_str())
-        .collect();
     assert_eq!(
-        states,
+        acknowledged_states(&seen, "pymesos-sleeper"),
         ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"],
         "{seen:#?}"
     );
