@@ -528,11 +528,13 @@ impl Runner {
                     () = stop.cancelled() => return,
                 },
             };
+            let mut updates = first.updates.len();
+            // A set, not a scan of the batch: hundreds of agents post at once.
+            let mut posting = BTreeSet::from([first.agent_id.clone()]);
             let mut batch = vec![first];
-            let mut updates = batch[0].updates.len();
             while updates < STATUS_BATCH {
                 let Ok(post) = posts.try_recv() else { break };
-                if batch.iter().any(|p| p.agent_id == post.agent_id) {
+                if !posting.insert(post.agent_id.clone()) {
                     next = Some(post);
                     break;
                 }
