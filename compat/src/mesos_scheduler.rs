@@ -578,6 +578,12 @@ pub fn scheduler_events(
             offered.remove(&a.offer_id);
             Vec::new()
         }
+        Event::TaskLaunched(t) => {
+            if let Some(offer_id) = &t.offer_id {
+                offered.remove(offer_id);
+            }
+            Vec::new()
+        }
         Event::OffersDeclined(d) => {
             for id in &d.offer_ids {
                 offered.remove(id);

@@ -19,9 +19,9 @@ use crate::event::{Entry, Term, Timestamp};
 use crate::record::{Offset, Record};
 
 /// The format this binary writes.
-pub const FORMAT: u16 = 3;
+pub const FORMAT: u16 = 4;
 /// The newest format this binary can read. A record of a later format is refused, not guessed.
-pub const MAX_READ_FORMAT: u16 = 3;
+pub const MAX_READ_FORMAT: u16 = 4;
 
 pub type Hash = [u8; 32];
 /// The `prev_hash` of offset 1.

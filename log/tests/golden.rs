@@ -16,7 +16,7 @@ use cairn_log::Record;
 use strum::IntoEnumIterator;
 
 /// Every released format, oldest first.
-const FORMATS: &[u16] = &[1, 2, 3];
+const FORMATS: &[u16] = &[1, 2, 3, 4];
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -370,6 +370,12 @@ impl State {
                 if self.tasks.tasks.contains_key(&e.task_id) {
                     return self.anomaly(offset, format!("task {} launched twice", e.task_id));
                 }
+                // The first launch from an offer accepts it; the others find it closed.
+                if let Some(offer_id) = &e.offer_id {
+                    if self.cluster.offers.contains_key(offer_id) {
+                        self.close_offer(offset, offer_id);
+                    }
+                }
                 self.adjust(offset, &e.agent_id, Sum::Used, &e.resources, true);
                 if let Some(agent) = self.cluster.agents.get_mut(&e.agent_id) {
                     agent.tasks.insert(e.task_id.clone());

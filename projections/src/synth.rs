@@ -314,6 +314,7 @@ impl World {
                     owner,
                     resources: small(),
                     spec: TaskSpec::default(),
+                    offer_id: None,
                 };
                 self.push(actor, Event::TaskLaunched(event), p);
             }

@@ -344,6 +344,7 @@ pub(crate) mod tests {
                 ..Resources::default()
             },
             spec: TaskSpec::default(),
+            offer_id: None,
         })
     }
 

@@ -273,6 +273,7 @@ mod tests {
                 ..Resources::default()
             },
             spec: TaskSpec::default(),
+            offer_id: None,
         });
         let state = state_of(vec![
             registered("a1", 1000),

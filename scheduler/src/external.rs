@@ -381,6 +381,7 @@ fn accept(
                 ..launch.spec
             },
             resources,
+            offer_id: None,
         });
     }
     let mut events = vec![Event::OfferAccepted(OfferAccepted {

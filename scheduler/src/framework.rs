@@ -3,8 +3,8 @@
 //! suppressing or reviving offers. Pure, like the deciders that use it.
 
 use cairn_log::event::{
-    AgentId, Event, FrameworkId, FrameworkRegistered, FrameworkReregistered, OfferAccepted,
-    OfferId, OffersDeclined, OffersRevived, OffersSuppressed, Resources, TaskLaunched,
+    AgentId, Event, FrameworkId, FrameworkRegistered, FrameworkReregistered, OfferId,
+    OffersDeclined, OffersRevived, OffersSuppressed, Resources, TaskLaunched,
 };
 use cairn_projections::cluster::{Agent, Framework, FrameworkStatus};
 use cairn_projections::State;
@@ -67,7 +67,7 @@ pub fn offers<'a>(state: &'a State, framework_id: &FrameworkId) -> Vec<Avail<'a>
         .collect()
 }
 
-/// Accepts each offer that launched something (with its launches) and declines the rest, for
+/// Accepts each offer that launched something (by its launches) and declines the rest, for
 /// [`DECLINE_MILLIS`] when `unmet` (work waits that these offers could not take), else
 /// without a filter.
 pub fn settle(
@@ -82,12 +82,13 @@ pub fn settle(
             unused.push(offer.offer_id.clone());
             continue;
         }
-        events.push(Event::OfferAccepted(OfferAccepted {
-            offer_id: offer.offer_id.clone(),
-            framework_id: framework_id.clone(),
-            task_ids: offer.launched.iter().map(|t| t.task_id.clone()).collect(),
+        // Each launch names its offer, which accepts it: no `OfferAccepted` record.
+        events.extend(offer.launched.into_iter().map(|launch| {
+            Event::TaskLaunched(TaskLaunched {
+                offer_id: Some(offer.offer_id.clone()),
+                ..launch
+            })
         }));
-        events.extend(offer.launched.into_iter().map(Event::TaskLaunched));
     }
     if !unused.is_empty() {
         events.push(Event::OffersDeclined(OffersDeclined {

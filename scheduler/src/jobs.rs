@@ -470,6 +470,7 @@ fn place(
             },
             resources,
             spec: task_spec(spec, &launch.run_id),
+            offer_id: None,
         },
     ))
 }

@@ -124,6 +124,7 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
         owner: TaskOwner::User,
         resources,
         spec,
+        offer_id: None,
     }))
 }
 

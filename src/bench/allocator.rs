@@ -97,6 +97,7 @@ pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<
                 ..Resources::default()
             },
             spec: TaskSpec::default(),
+            offer_id: None,
         }));
     }
     let state = cluster.state;

@@ -189,6 +189,7 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
                         ports: vec![],
                     },
                     spec: TaskSpec::default(),
+                    offer_id: None,
                 }),
             });
             entries.push(Entry {

@@ -40,6 +40,10 @@ pub use tasks::*;
         Ord
     )
 )]
+// `TaskLaunched` (its spec) is the big one, and with status updates the most common record in
+// a busy log: boxing it would cost an allocation for most records decoded, to save memory
+// only while records are in flight.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     // masters and the log itself
     LeaderElected(LeaderElected),

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{AgentId, AppId, FrameworkId, JobName, Resources, RunId, TaskId, Timestamp};
+use super::ids::{
+    AgentId, AppId, FrameworkId, JobName, OfferId, Resources, RunId, TaskId, Timestamp,
+};
 
 /// The Mesos task states, spelled as Mesos spells them on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -251,6 +253,11 @@ pub struct TaskLaunched {
     pub owner: TaskOwner,
     pub resources: Resources,
     pub spec: TaskSpec,
+    /// The offer it was launched from, accepted by this launch (the first launch from an offer
+    /// closes it; its other launches name it too). Saves an `OfferAccepted` record per offer:
+    /// the built-in schedulers launch on thousands of offers a cycle (since format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_id: Option<OfferId>,
 }
 
 /// A task changed state (or reported its health).
