@@ -29,6 +29,10 @@ use tracing::info;
 
 use crate::config::{DevFlags, MasterConfig, MasterFlags};
 
+/// How long a starting master keeps asking a peer that is up but not answering whether it
+/// belongs to the same cluster.
+const PEER_CHECK_WITHIN: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 struct Ops {
     log: Log,
@@ -230,19 +234,13 @@ async fn same_cluster_as_peers(
     let Some(ours) = log.status().genesis else {
         return Ok(());
     };
-    // A peer that is down refuses the connection at once; one that is up but busy (a loaded
-    // machine, a peer replaying its log) gets time to answer, or the check would pass a
-    // stranger by.
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
         .build()?;
     for (id, addr) in members.iter().filter(|(id, _)| **id != node_id) {
-        let url = format!("http://{addr}/v1/cluster/status");
-        let Ok(response) = http.get(url).send().await else {
-            continue;
-        };
-        let Ok(status) = response.json::<cairn_log::engine::MemberStatus>().await else {
+        let Some(status) = peer_status(&http, addr).await else {
+            info!(member = id, %addr, "no answer from this member: its cluster is not checked");
             continue;
         };
         if let Some(theirs) = status.genesis.filter(|g| *g != ours) {
@@ -254,6 +252,34 @@ async fn same_cluster_as_peers(
         }
     }
     Ok(())
+}
+
+/// A peer's status, or `None` if it is down. A peer that cannot be connected to (refused, or
+/// no answer within the connect timeout) is down; one that is connected but does not answer
+/// well (busy replaying, starting, a loaded machine) is asked again for up to
+/// [`PEER_CHECK_WITHIN`], or the check would pass a stranger by.
+async fn peer_status(
+    http: &reqwest::Client,
+    addr: &str,
+) -> Option<cairn_log::engine::MemberStatus> {
+    let url = format!("http://{addr}/v1/cluster/status");
+    let deadline = tokio::time::Instant::now() + PEER_CHECK_WITHIN;
+    loop {
+        let answer = match http.get(&url).send().await {
+            Err(e) if e.is_connect() => return None,
+            Err(e) => Err(e),
+            Ok(response) => response.error_for_status().map(|r| r.json()),
+        };
+        if let Ok(decoding) = answer {
+            if let Ok(status) = decoding.await {
+                return Some(status);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
