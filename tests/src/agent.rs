@@ -86,6 +86,31 @@ impl Agent {
     }
 }
 
+/// Docker containers outlive their agent by design (a restarted agent adopts them); a test's
+/// go when its agent handle does, so that a failed test leaves none running on the host.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        let label = format!("label=cairn.agent={}", self.data_dir.display());
+        let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        else {
+            return;
+        };
+        let ids = String::from_utf8_lossy(&out.stdout);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// `cairn <args>` against `masters`.
 pub fn cairn(masters: &[String], args: &[&str]) -> Output {
     Command::new(cairn_bin())

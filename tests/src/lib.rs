@@ -6,7 +6,12 @@
 //! deadlines, never on sleeps.
 //!
 //! **Invariants.** Every test stops what it started, even when it fails (children are killed
-//! on drop).
+//! on drop, and an agent's Docker containers are removed with it).
+//!
+//! **Host ports.** Tests run concurrently on one host, so each test whose tasks bind host
+//! ports gives its agents a hundred of their own: t52 32100–32399, t91 32400–32499, t92
+//! 32500–32599, t62 32600–32699, t64 32700–32799. Others keep the default range and bind
+//! none.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout};

@@ -26,7 +26,7 @@ fn unhealthy_instances_are_killed_and_replaced() {
     let dev = Dev::start_with_agent(
         dir.path(),
         None,
-        &["--cpus", "2", "--mem", "2048", "--ports", "32300-32399"],
+        &["--cpus", "2", "--mem", "2048", "--ports", "32600-32699"],
     );
     let masters = vec![dev.addr()];
     let flags = dir.path().join("flags");

@@ -131,16 +131,21 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     let started = apply("v2.json", format!("test -f {}", go.display()), false);
     let version = started["version"].as_str().unwrap().to_owned();
     let deployment = started["deploymentId"].as_str().unwrap().to_owned();
-    wait_until("two new instances running", MINUTE, || {
-        let now = app(&masters[m.wait_for_leader()]);
-        now["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["version"] == version.as_str() && t["state"] == "TASK_RUNNING")
-            .count()
-            == 2
-    });
+    // Two new instances running and the two old ones it stopped gone: the kills' last
+    // statuses are in the log, so the new leader must hold exactly this.
+    wait_until(
+        "two new instances running, two old ones left",
+        MINUTE,
+        || {
+            let now = app(&masters[m.wait_for_leader()]);
+            let tasks = now["tasks"].as_array().unwrap();
+            let new = tasks
+                .iter()
+                .filter(|t| t["version"] == version.as_str() && t["state"] == "TASK_RUNNING")
+                .count();
+            new == 2 && tasks.len() == 4
+        },
+    );
 
     // The leader dies mid-upgrade; another takes over and the agents follow it.
     let old = m.wait_for_leader();

@@ -90,7 +90,7 @@ fn the_nginx_example_scales_rolls_and_survives_a_leader_kill_on_three_masters() 
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let _agents: Vec<Agent> = dirs
         .iter()
-        .zip(["32300-32349", "32350-32399"])
+        .zip(["32700-32749", "32750-32799"])
         .map(|(d, ports)| Agent::start(&masters, d.path(), &["--ports", ports]))
         .collect();
 
@@ -146,19 +146,30 @@ fn the_nginx_example_scales_rolls_and_survives_a_leader_kill_on_three_masters() 
 
     // From the log: every instance launched once.
     let addr = m.addr(m.wait_for_leader());
-    let launches = graphql(
+    let history = graphql(
         &addr,
-        r#"{ events(filter: {types: ["TaskLaunched"], app: "/nginx"}, first: 100) { nodes { payload } } }"#,
+        r#"{ events(filter: {types: ["TaskLaunched", "TaskStatusUpdated"], app: "/nginx"}, first: 500) { nodes { type payload } } }"#,
     );
-    let ids: Vec<String> = launches["events"]["nodes"]
-        .as_array()
-        .unwrap()
+    let nodes = history["events"]["nodes"].as_array().unwrap();
+    let ids: Vec<String> = nodes
         .iter()
+        .filter(|n| n["type"] == "TaskLaunched")
         .map(|n| n["payload"]["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    // On failure, every status says why an instance ended.
+    let statuses: Vec<String> = nodes
+        .iter()
+        .filter(|n| n["type"] == "TaskStatusUpdated")
+        .map(|n| n["payload"].to_string())
         .collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "launched twice: {ids:?}");
-    assert_eq!(ids.len(), 5, "1 + 1 + 2 rolled + 1: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        5,
+        "1 + 1 + 2 rolled + 1: {ids:?}\n{}",
+        statuses.join("\n")
+    );
 
     cli(
         &living,
