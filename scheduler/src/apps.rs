@@ -42,9 +42,6 @@ pub const FRAMEWORK: &str = "cairn-apps";
 /// cycle, at once. Each cycle also offers and declines every agent, so bigger cycles place
 /// faster (4,000 placed 8,300 a second in `cairn bench apps`, 8,000 over 10,000).
 pub const PER_CYCLE: usize = 8_000;
-/// Most encoded bytes of one cycle's launches, estimated (see [`Want::launch_bytes`]): within
-/// the log's 8 MiB per append however big the apps' definitions are.
-pub const LAUNCH_BYTES: usize = 6 << 20;
 
 pub fn framework_id() -> FrameworkId {
     FrameworkId::new(FRAMEWORK).expect("a valid id")
@@ -116,9 +113,11 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         }
         let want = Want::of(app_id, app);
         let mut placement = Placement::new(state, &census, &want, &mut fields);
-        let launch_bytes = want.launch_bytes();
+        let launch_bytes = framework::launch_bytes(&want.spec, &want.name, want.ports.len());
         for _ in 0..plan.launch {
-            if kills + minted as usize >= PER_CYCLE || bytes + launch_bytes > LAUNCH_BYTES {
+            if kills + minted as usize >= PER_CYCLE
+                || bytes + launch_bytes > framework::LAUNCH_BYTES
+            {
                 wants = true;
                 full = true;
                 break;
@@ -415,13 +414,6 @@ struct Want {
 }
 
 impl Want {
-    /// One launch's encoded size, from above: its spec, plus ids, owner, resources, the
-    /// assigned ports (twice) and the offer id in well under 512 bytes besides the name.
-    fn launch_bytes(&self) -> usize {
-        let spec = serde_json::to_vec(&self.spec).map_or(0, |b| b.len());
-        spec + 2 * self.name.len() + 32 * self.ports.len() + 512
-    }
-
     fn of(app_id: &AppId, app: &App) -> Self {
         let spec = &app.spec;
         let docker = spec.container.as_ref().and_then(|c| c.docker.as_ref());
@@ -898,7 +890,7 @@ mod tests {
             .sum();
         let n = launched(&cycle.events).len();
         assert!(
-            bytes <= LAUNCH_BYTES && bytes > LAUNCH_BYTES / 2,
+            bytes <= framework::LAUNCH_BYTES && bytes > framework::LAUNCH_BYTES / 2,
             "{bytes} bytes, {n} launched"
         );
         assert!(n > 0 && n < 1000, "{n} launched");

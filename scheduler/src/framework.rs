@@ -4,7 +4,7 @@
 
 use cairn_log::event::{
     AgentId, Event, FrameworkId, FrameworkRegistered, FrameworkReregistered, OfferId,
-    OffersDeclined, OffersRevived, OffersSuppressed, Resources, TaskLaunched,
+    OffersDeclined, OffersRevived, OffersSuppressed, Resources, TaskLaunched, TaskSpec,
 };
 use cairn_projections::cluster::{Agent, Framework, FrameworkStatus};
 use cairn_projections::State;
@@ -12,6 +12,19 @@ use cairn_projections::State;
 /// How long a framework refuses an agent whose offer it could not use while work still waits
 /// (Mesos' default filter).
 pub const DECLINE_MILLIS: u64 = 5_000;
+
+/// Most encoded bytes of one cycle's launches, estimated by [`launch_bytes`]: a decision stays
+/// within the log's 8 MiB per append however big the definitions are (one launch may overshoot
+/// it, and a definition is at most 1 MiB).
+pub const LAUNCH_BYTES: usize = 6 << 20;
+
+/// One launch's encoded size, from above: its spec, the name (as name and in the owner and
+/// task ids), the assigned ports (twice), and the other ids, resources and the offer id in well
+/// under 512 bytes.
+pub fn launch_bytes(spec: &TaskSpec, name: &str, ports: usize) -> usize {
+    let spec = serde_json::to_vec(spec).map_or(0, |b| b.len());
+    spec + 3 * name.len() + 32 * ports + 512
+}
 
 /// Registers a built-in framework once it has work (an empty cluster's log stays quiet), or
 /// brings it back when it is not active.

@@ -39,7 +39,8 @@ use crate::tasks::sanitize;
 /// The built-in jobs framework's id.
 pub const FRAMEWORK: &str = "cairn-jobs";
 /// Most runs triggered, missed, launched or ended in one cycle: keeps each decision within
-/// the log's batch limit; the rest follow in the next cycle, at once.
+/// the log's batch limit (as [`framework::LAUNCH_BYTES`] keeps it within its bytes); the rest
+/// follow in the next cycle, at once.
 pub const PER_CYCLE: usize = 4_000;
 /// The longest wait before a retry; the first waits 1 s and each doubles it.
 pub const MAX_RETRY_DELAY_SECS: i64 = 60;
@@ -77,6 +78,8 @@ struct Launch<'a> {
     spec: &'a JobSpec,
     run_id: RunId,
     attempt: u32,
+    /// What its task runs.
+    task: TaskSpec,
 }
 
 /// What a cycle has decided so far.
@@ -86,11 +89,26 @@ struct Out<'a> {
     wake: Option<Timestamp>,
     mint: &'a str,
     minted: u64,
+    /// The launches' estimated encoded size.
+    bytes: usize,
 }
 
 impl<'a> Out<'a> {
     fn full(&self) -> bool {
         self.events.len() + self.launches.len() >= PER_CYCLE
+            || self.bytes >= framework::LAUNCH_BYTES
+    }
+
+    fn launch(&mut self, job: &'a JobName, spec: &'a JobSpec, run_id: RunId, attempt: u32) {
+        let task = task_spec(spec, &run_id);
+        self.bytes += framework::launch_bytes(&task, job.as_str(), 0);
+        self.launches.push(Launch {
+            job,
+            spec,
+            run_id,
+            attempt,
+            task,
+        });
     }
 
     fn wake_at(&mut self, at: Timestamp) {
@@ -112,12 +130,7 @@ impl<'a> Out<'a> {
             scheduled_for: at,
             cause,
         }));
-        self.launches.push(Launch {
-            job,
-            spec,
-            run_id,
-            attempt: 1,
-        });
+        self.launch(job, spec, run_id, 1);
     }
 
     fn miss(&mut self, job: &JobName, at: Timestamp, run_id: Option<RunId>, reason: String) {
@@ -147,6 +160,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         wake: None,
         mint,
         minted: 0,
+        bytes: 0,
     };
     let mut cut_short = false;
     for (name, job) in &state.jobs.jobs {
@@ -165,6 +179,8 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         }
     }
 
+    // A launch left for the next cycle by a full one (see `advance_runs`).
+    cut_short |= out.full();
     let launches = std::mem::take(&mut out.launches);
     let mut offers = framework::offers(state, &framework_id);
     let mut cursor = 0usize;
@@ -237,12 +253,10 @@ fn advance_runs<'a>(
                         if number == 1 {
                             out.wake_at(Timestamp::from_micros(deadline.as_micros() + 1));
                         }
-                        out.launches.push(Launch {
-                            job: name,
-                            spec: &job.spec,
-                            run_id: run_id.clone(),
-                            attempt: number,
-                        })
+                        // A full cycle leaves it for the next one, at once.
+                        if !out.full() {
+                            out.launch(name, &job.spec, run_id.clone(), number);
+                        }
                     }
                 }
             }
@@ -469,7 +483,7 @@ fn place(
                 attempt: launch.attempt,
             },
             resources,
-            spec: task_spec(spec, &launch.run_id),
+            spec: launch.task.clone(),
             offer_id: None,
         },
     ))

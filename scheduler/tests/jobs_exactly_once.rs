@@ -7,8 +7,11 @@
 //! The deciders, allocator and agent-loss rules are the real ones; only the agents are
 //! simulated (their tasks finish or fail after a drawn duration), and the randomness is a
 //! seeded generator, so a failure replays exactly.
+//!
+//! And bounded: a cycle with more due than one append may hold decides what fits and leaves
+//! the rest, once each, to the cycles that follow at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_log::event::{
     Actor, AgentId, AgentRegistered, Concurrency, Event, JobName, JobSpec, PortRange, Resources,
@@ -479,4 +482,66 @@ fn every_due_time_is_run_once_or_recorded_missed_across_crashes_and_lost_agents(
     for seed in [0x5eed_0001, 0xdead_beef_cafe, 0x0123_4567_89ab_cdef] {
         run(seed);
     }
+}
+
+/// A thousand jobs with big definitions (about 17 KiB of environment each), all due at once:
+/// 1,000 launches would not fit the log's 8 MiB per append.
+#[test]
+fn a_cycle_launches_no_more_than_one_append_can_hold() {
+    let start = Timestamp::parse_rfc3339("2026-03-28T00:00:00Z")
+        .unwrap()
+        .as_micros();
+    let mut sim = Sim::new(1, start);
+    // Room for 1,200 runs of 0.1 CPU.
+    for _ in 0..12 {
+        sim.add_agent();
+    }
+    for i in 0..1000 {
+        let mut spec = job(i, start);
+        spec.schedule = Some(format!("R/{}/PT1H", Timestamp::from_micros(start)));
+        spec.parents = Vec::new();
+        spec.env = (0..256)
+            .map(|k| (format!("VAR_{k:03}"), "x".repeat(60)))
+            .collect();
+        let events = jobs::put(&sim.state, spec, Put::Create, sim.leader_now()).unwrap();
+        sim.append(events);
+    }
+    sim.now += SECOND;
+    let registered = jobs::ensure_framework(&sim.state);
+    sim.append(registered);
+    let mut launched = BTreeSet::new();
+    let mut cycles = 0;
+    loop {
+        assert!(cycles < 10, "still deciding after {cycles} cycles");
+        let now = sim.leader_now();
+        let offers = allocate(
+            &sim.state,
+            now,
+            &AllocatorConfig::default(),
+            &format!("o{cycles}"),
+        );
+        sim.append(offers);
+        let cycle = jobs::decide(&sim.state, now, &format!("m{cycles}"));
+        let bytes: usize = cycle
+            .events
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap().len())
+            .sum();
+        assert!(bytes < 8 << 20, "cycle {cycles}: {bytes} bytes");
+        for event in &cycle.events {
+            if let Event::TaskLaunched(l) = event {
+                assert!(launched.insert(l.task_id.clone()), "{} twice", l.task_id);
+            }
+        }
+        sim.append(cycle.events);
+        cycles += 1;
+        if !cycle.again {
+            break;
+        }
+    }
+    assert_eq!(launched.len(), 1000, "after {cycles} cycles");
+    assert!(
+        cycles >= 3,
+        "{cycles} cycles: the limit never cut one short"
+    );
 }
