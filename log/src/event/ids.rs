@@ -6,6 +6,7 @@
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest id accepted anywhere. Ids end up in URLs, sled keys and Docker labels; 256 bytes is
@@ -23,19 +24,22 @@ pub enum IdError {
     ControlChar { kind: &'static str, ch: char },
 }
 
+/// Ids are compact strings: up to 24 bytes (most ids) sit inline, so that cloning one does not
+/// allocate and comparing two, the folds' commonest step (every map of the state is keyed by
+/// ids), reads no other memory. They serialize as plain strings.
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// Checks the id's shape (non-empty, bounded, printable) and wraps it.
             pub fn new(id: impl Into<String>) -> Result<Self, IdError> {
                 let id = id.into();
                 check_id($kind, &id)?;
-                Ok(Self(id))
+                Ok(Self(CompactString::from(id)))
             }
 
             pub fn as_str(&self) -> &str {
