@@ -1053,7 +1053,7 @@ async fn update_group(
                 let instances = (f64::from(spec.instances) * by).ceil().min(1_000_000.0) as u32;
                 cairn_log::event::AppSpec {
                     instances,
-                    ..spec.clone()
+                    ..(**spec).clone()
                 }
             })
             .collect();

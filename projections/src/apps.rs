@@ -18,7 +18,7 @@ pub struct Apps {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct App {
-    pub spec: AppSpec,
+    pub spec: Box<AppSpec>,
     /// The current version (Marathon versions are timestamps).
     pub version: Timestamp,
     /// Every version, oldest first, with the offset that made it.

@@ -20,7 +20,7 @@ pub struct Jobs {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    pub spec: JobSpec,
+    pub spec: Box<JobSpec>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub success_count: u64,

@@ -4,6 +4,7 @@
 //! several models at once (a task ending frees its agent's resources and leaves its app's
 //! instances) and each must see the others' state *before* the record.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_log::event::{
@@ -133,17 +134,16 @@ impl State {
             Sum::Used => &mut agent.used,
             Sum::Offered => &mut agent.offered,
         };
-        let next = if add {
-            sum.checked_add(delta)
+        let added = if add {
+            sum.try_add(delta)
         } else {
-            sum.checked_sub(delta)
+            sum.try_sub(delta)
         };
-        match next {
-            Some(next) => *sum = next,
-            None => self.anomaly(
+        if !added {
+            self.anomaly(
                 offset,
                 format!("{which:?} resources of agent {agent_id} do not add up"),
-            ),
+            );
         }
     }
 
@@ -367,9 +367,34 @@ impl State {
             Event::OfferRescinded(e) => self.close_offer(offset, &e.offer_id),
 
             Event::TaskLaunched(e) => {
-                if self.tasks.tasks.contains_key(&e.task_id) {
+                // One lookup: the task goes in first (nothing below reads the tasks).
+                let Entry::Vacant(slot) = self.tasks.tasks.entry(e.task_id.clone()) else {
                     return self.anomaly(offset, format!("task {} launched twice", e.task_id));
-                }
+                };
+                let staging = Status {
+                    offset,
+                    at,
+                    state: cairn_log::event::TaskState::Staging,
+                    source: cairn_log::event::StatusSource::Master,
+                    reason: None,
+                    message: None,
+                    healthy: None,
+                    uuid: None,
+                };
+                slot.insert(Task {
+                    name: e.name.clone(),
+                    framework_id: e.framework_id.clone(),
+                    agent_id: e.agent_id.clone(),
+                    owner: e.owner.clone(),
+                    resources: e.resources.clone(),
+                    spec: Box::new(e.spec.clone()),
+                    state: staging.state,
+                    healthy: None,
+                    launched_at: at,
+                    updated_at: at,
+                    kill_requested: false,
+                    statuses: vec![staging],
+                });
                 // The first launch from an offer accepts it; the others find it closed.
                 if let Some(offer_id) = &e.offer_id {
                     if self.cluster.offers.contains_key(offer_id) {
@@ -401,33 +426,6 @@ impl State {
                         }
                     }
                 }
-                let staging = Status {
-                    offset,
-                    at,
-                    state: cairn_log::event::TaskState::Staging,
-                    source: cairn_log::event::StatusSource::Master,
-                    reason: None,
-                    message: None,
-                    healthy: None,
-                    uuid: None,
-                };
-                self.tasks.tasks.insert(
-                    e.task_id.clone(),
-                    Task {
-                        name: e.name.clone(),
-                        framework_id: e.framework_id.clone(),
-                        agent_id: e.agent_id.clone(),
-                        owner: e.owner.clone(),
-                        resources: e.resources.clone(),
-                        spec: e.spec.clone(),
-                        state: staging.state,
-                        healthy: None,
-                        launched_at: at,
-                        updated_at: at,
-                        kill_requested: false,
-                        statuses: vec![staging],
-                    },
-                );
             }
             Event::TaskStatusUpdated(e) => {
                 let Some(task) = self.tasks.tasks.get_mut(&e.task_id) else {
@@ -507,7 +505,7 @@ impl State {
 
             Event::AppCreated(e) => {
                 let app = App {
-                    spec: e.spec.clone(),
+                    spec: Box::new(e.spec.clone()),
                     version: e.version,
                     versions: vec![AppVersion {
                         version: e.version,
@@ -525,7 +523,7 @@ impl State {
             }
             Event::AppUpdated(e) => match self.apps.apps.get_mut(&e.app_id) {
                 Some(app) => {
-                    app.spec = e.spec.clone();
+                    *app.spec = e.spec.clone();
                     app.version = e.version;
                     app.backoff = None;
                     app.versions.push(AppVersion {
@@ -612,7 +610,7 @@ impl State {
 
             Event::JobCreated(e) => {
                 let job = Job {
-                    spec: e.spec.clone(),
+                    spec: Box::new(e.spec.clone()),
                     created_at: at,
                     updated_at: at,
                     success_count: 0,
@@ -644,7 +642,7 @@ impl State {
                     if rescheduled {
                         job.schedule_from = at;
                     }
-                    job.spec = e.spec.clone();
+                    *job.spec = e.spec.clone();
                     job.updated_at = at;
                     job.due = job.next_due();
                 }

@@ -23,7 +23,7 @@ pub struct Task {
     pub agent_id: AgentId,
     pub owner: TaskOwner,
     pub resources: Resources,
-    pub spec: TaskSpec,
+    pub spec: Box<TaskSpec>,
     pub state: TaskState,
     pub healthy: Option<bool>,
     pub launched_at: Timestamp,

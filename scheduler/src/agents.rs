@@ -98,7 +98,7 @@ pub fn on_connect(state: &State, agent_id: &AgentId, known: &[KnownTask]) -> Vec
                 task_id: task_id.clone(),
                 name: task.name.clone(),
                 resources: task.resources.clone(),
-                spec: task.spec.clone(),
+                spec: (*task.spec).clone(),
                 offset: task.statuses.first().map_or(0, |s| s.offset),
                 framework_id: Some(task.framework_id.clone()),
             })));

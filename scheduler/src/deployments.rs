@@ -175,11 +175,11 @@ fn change(
                 }),
                 DeploymentActionKind::StartApplication,
             ),
-            (Some(app), _) if &app.spec == spec => continue,
+            (Some(app), _) if *app.spec == *spec => continue,
             (Some(app), _)
                 if AppSpec {
                     instances: spec.instances,
-                    ..app.spec.clone()
+                    ..(*app.spec).clone()
                 } == *spec =>
             {
                 (
@@ -233,7 +233,7 @@ pub fn scale(
     let app = existing(state, app_id)?;
     let spec = AppSpec {
         instances,
-        ..app.spec.clone()
+        ..(*app.spec).clone()
     };
     put(state, vec![spec], Put::Update, now, deployment_id, force)
 }
@@ -251,7 +251,7 @@ pub fn restart(
     let event = Event::AppUpdated(AppUpdated {
         app_id: app_id.clone(),
         version,
-        spec: app.spec.clone(),
+        spec: (*app.spec).clone(),
     });
     let action = DeploymentActionKind::RestartApplication;
     deploy_one(state, app_id, event, action, version, deployment_id, force)

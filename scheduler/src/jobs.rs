@@ -342,7 +342,7 @@ fn scheduled<'a>(
                 job: name.clone(),
                 spec: JobSpec {
                     disabled: true,
-                    ..job.spec.clone()
+                    ..(*job.spec).clone()
                 },
             }));
         }
@@ -594,7 +594,7 @@ pub fn put(state: &State, spec: JobSpec, mode: Put, now: Timestamp) -> Result<Ve
             job: name,
             spec,
         })],
-        Some(job) if job.spec == spec => Vec::new(),
+        Some(job) if *job.spec == spec => Vec::new(),
         Some(_) => vec![Event::JobUpdated(JobUpdated { job: name, spec })],
     })
 }
@@ -745,7 +745,7 @@ pub fn set_disabled(state: &State, name: &JobName, disabled: bool) -> Result<Vec
         job: name.clone(),
         spec: JobSpec {
             disabled,
-            ..job.spec.clone()
+            ..(*job.spec).clone()
         },
     })])
 }

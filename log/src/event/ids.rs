@@ -316,6 +316,42 @@ impl Resources {
         })
     }
 
+    /// Adds `other` to `self` in place; `false`, and `self` unchanged, on overflow. As
+    /// [`Resources::checked_add`] for sums it made (their ports normalized), without
+    /// allocating when `other` has no ports: the folds' commonest step.
+    pub fn try_add(&mut self, other: &Resources) -> bool {
+        self.try_step(other, u64::checked_add, |a, b| Some(port_union(a, b)))
+    }
+
+    /// Takes `other` from `self` in place; `false`, and `self` unchanged, unless `other` is
+    /// contained in `self`. As [`Resources::checked_sub`] for normalized sums.
+    pub fn try_sub(&mut self, other: &Resources) -> bool {
+        self.try_step(other, u64::checked_sub, port_difference)
+    }
+
+    fn try_step(
+        &mut self,
+        other: &Resources,
+        scalar: fn(u64, u64) -> Option<u64>,
+        ports: fn(&[PortRange], &[PortRange]) -> Option<Vec<PortRange>>,
+    ) -> bool {
+        let (Some(cpus), Some(mem), Some(disk)) = (
+            scalar(self.cpus_milli, other.cpus_milli),
+            scalar(self.mem_mib, other.mem_mib),
+            scalar(self.disk_mib, other.disk_mib),
+        ) else {
+            return false;
+        };
+        if !other.ports.is_empty() {
+            let Some(next) = ports(&self.ports, &other.ports) else {
+                return false;
+            };
+            self.ports = next;
+        }
+        (self.cpus_milli, self.mem_mib, self.disk_mib) = (cpus, mem, disk);
+        true
+    }
+
     /// `self - other`, or `None` unless `other` is contained in `self` (ports included).
     pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
         Some(Resources {
@@ -511,6 +547,54 @@ mod tests {
                 .ports,
             ports(&[(1, 4), (9, 9)]).ports
         );
+    }
+
+    /// In place, as the copying forms: same sums, same refusals, nothing changed on a refusal.
+    #[test]
+    fn resources_change_in_place_as_they_add_and_subtract() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut draw = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut sum = Resources::default();
+        let mut taken: Vec<Resources> = Vec::new();
+        for _ in 0..5_000 {
+            let delta = if draw(3) > 0 || taken.is_empty() {
+                let port = 31000 + draw(200) as u16;
+                Resources {
+                    cpus_milli: draw(500),
+                    mem_mib: if draw(50) == 0 { u64::MAX } else { draw(64) },
+                    disk_mib: draw(4),
+                    ports: if draw(2) == 0 {
+                        Vec::new()
+                    } else {
+                        ports(&[(port, port + draw(3) as u16)]).ports
+                    },
+                }
+            } else {
+                taken.swap_remove(draw(taken.len() as u64) as usize)
+            };
+            let add = draw(3) > 0;
+            let expected = if add {
+                sum.checked_add(&delta)
+            } else {
+                sum.checked_sub(&delta)
+            };
+            let before = sum.clone();
+            let changed = if add {
+                sum.try_add(&delta)
+            } else {
+                sum.try_sub(&delta)
+            };
+            assert_eq!(changed, expected.is_some(), "{before:?} {add} {delta:?}");
+            assert_eq!(sum, expected.unwrap_or(before));
+            if changed && add {
+                taken.push(delta);
+            }
+        }
     }
 
     #[test]
