@@ -74,14 +74,15 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
             again: false,
         };
     };
-    let mut kills = 0usize;
+    // Kills and launches so far: together at most `PER_CYCLE`.
+    let mut spent = 0usize;
     let mut events = Vec::new();
     let held = held(state);
     let orphans = orphans(state);
     for (task_id, task) in orphans.values().flatten() {
-        if !task.kill_requested && kills < PER_CYCLE {
+        if !task.kill_requested && spent < PER_CYCLE {
             events.push(kill(task_id, "its app was deleted"));
-            kills += 1;
+            spent += 1;
         }
     }
 
@@ -103,10 +104,9 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         }
         let census = Census::of(state, app);
         let plan = census.plan(app);
-        let spent = kills + minted as usize;
         for (id, why) in plan.kills.iter().take(PER_CYCLE.saturating_sub(spent)) {
             events.push(kill(id, why));
-            kills += 1;
+            spent += 1;
         }
         if plan.launch == 0 || in_backoff(app, now) {
             continue;
@@ -115,9 +115,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
         let mut placement = Placement::new(state, &census, &want, &mut fields);
         let launch_bytes = framework::launch_bytes(&want.spec, &want.name, want.ports.len());
         for _ in 0..plan.launch {
-            if kills + minted as usize >= PER_CYCLE
-                || bytes + launch_bytes > framework::LAUNCH_BYTES
-            {
+            if spent >= PER_CYCLE || bytes + launch_bytes > framework::LAUNCH_BYTES {
                 wants = true;
                 full = true;
                 break;
@@ -132,6 +130,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
             let task_id =
                 TaskId::new(format!("{}.{mint}-{minted}", want.name)).expect("a valid task id");
             minted += 1;
+            spent += 1;
             bytes += launch_bytes;
             let (resources, spec) = assign(&want.resources, &want.spec, ports);
             offer.free = offer
@@ -165,7 +164,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
     let revive = framework::pace(framework, &framework_id, wants, &mut events);
     Cycle {
         events,
-        again: revive || stepped || full || kills + minted as usize >= PER_CYCLE,
+        again: revive || stepped || full || spent >= PER_CYCLE,
     }
 }
 
