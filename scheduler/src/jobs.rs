@@ -186,8 +186,8 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
     let mut cursor = 0usize;
     let mut unmet = false;
     let mut started = Vec::new();
-    for launch in launches {
-        let Some((i, task)) = place(state, &launch, &offers, &mut cursor) else {
+    for mut launch in launches {
+        let Some((i, task)) = place(state, &mut launch, &offers, &mut cursor) else {
             unmet = true;
             continue;
         };
@@ -443,7 +443,7 @@ fn due_to_parents<'a>(
 /// resources and meets its constraints; returns the offer's index and the task.
 fn place(
     state: &State,
-    launch: &Launch,
+    launch: &mut Launch,
     offers: &[Avail],
     cursor: &mut usize,
 ) -> Option<(usize, TaskLaunched)> {
@@ -483,7 +483,8 @@ fn place(
                 attempt: launch.attempt,
             },
             resources,
-            spec: launch.task.clone(),
+            // Built when the launch was queued (its size counted then); placed, it moves.
+            spec: std::mem::take(&mut launch.task),
             offer_id: None,
         },
     ))
