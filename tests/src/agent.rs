@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster::wait_until;
+use crate::docker::try_docker;
 use crate::{cairn_bin, free_port, http_to, Lines, Proc};
 
 /// A `cairn agent` process.
@@ -92,21 +93,12 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
         let label = format!("label=cairn.agent={}", self.data_dir.display());
-        let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-        else {
+        let Some(ids) = try_docker(&["ps", "-aq", "--filter", &label]) else {
             return;
         };
-        let ids = String::from_utf8_lossy(&out.stdout);
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let _ = try_docker(&[&["rm", "-f"], &ids[..]].concat());
         }
     }
 }

@@ -9,8 +9,14 @@ use crate::Proc;
 
 /// `docker <args>`: its stdout, trimmed.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    try_docker(args).expect("docker")
+}
+
+/// `docker <args>`: its stdout, trimmed; `None` without a `docker` to run (for clean-ups in
+/// `Drop`, which must not panic).
+pub fn try_docker(args: &[&str]) -> Option<String> {
+    let out = Command::new("docker").args(args).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The containers (any state) of a task.
