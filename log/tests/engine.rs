@@ -352,14 +352,14 @@ async fn blobs_are_never_written() {
     let log = open(dir.path()).await;
     let big = Entry {
         actor: Actor::system(),
-        event: Event::AgentRegistered(AgentRegistered {
+        event: Event::AgentRegistered(Box::new(AgentRegistered {
             agent_id: AgentId::new("agent-big").unwrap(),
             hostname: "h".repeat(codec::MAX_PAYLOAD - 400),
             address: "127.0.0.1:5051".into(),
             resources: Resources::default(),
             attributes: Default::default(),
             version: "0.1.0".into(),
-        }),
+        })),
     };
     assert!(codec::encode_payload(&big).unwrap().len() > codec::MAX_PAYLOAD - 400);
     for round in 0..40u16 {

@@ -177,7 +177,7 @@ impl World {
                 principal: Principal::Agent { agent_id },
                 origin: None,
             },
-            Event::AgentRegistered(event),
+            Event::AgentRegistered(Box::new(event)),
             p,
         );
     }
@@ -196,7 +196,7 @@ impl World {
                         agent_id,
                         reason: "closed".into(),
                     }),
-                    1 => Event::AgentReregistered(AgentReregistered {
+                    1 => Event::AgentReregistered(Box::new(AgentReregistered {
                         agent_id: agent_id.clone(),
                         hostname: format!("host-{agent_id}"),
                         address: "127.0.0.1:5051".into(),
@@ -209,7 +209,7 @@ impl World {
                         attributes: BTreeMap::new(),
                         version: "0.1.1".into(),
                         running_tasks: vec![],
-                    }),
+                    })),
                     _ => Event::AgentLost(AgentLost {
                         agent_id,
                         reason: "timeout".into(),
@@ -234,7 +234,7 @@ impl World {
                     principal: Principal::Framework { framework_id },
                     origin: None,
                 };
-                self.push(actor, Event::FrameworkRegistered(event), p);
+                self.push(actor, Event::FrameworkRegistered(Box::new(event)), p);
             }
             3..=9 => {
                 let (Some(agent_id), Some(framework_id)) =
@@ -316,7 +316,7 @@ impl World {
                     spec: TaskSpec::default(),
                     offer_id: None,
                 };
-                self.push(actor, Event::TaskLaunched(event), p);
+                self.push(actor, Event::TaskLaunched(Box::new(event)), p);
             }
             27..=46 => {
                 let Some((i, task_id)) = pick_at(&self.tasks, p) else {
@@ -375,7 +375,7 @@ impl World {
                     version,
                     spec: app_spec(&app_id, u32::from(p % 5)),
                 };
-                self.push(Self::user(), Event::AppCreated(event), p);
+                self.push(Self::user(), Event::AppCreated(Box::new(event)), p);
             }
             48..=50 => {
                 let Some(app_id) = pick(&self.apps, p) else {
@@ -384,11 +384,11 @@ impl World {
                 let version = Timestamp::from_micros(self.at + 1);
                 let event = match p % 4 {
                     3 => Event::AppBackoffReset(AppBackoffReset { app_id }),
-                    0 => Event::AppUpdated(AppUpdated {
+                    0 => Event::AppUpdated(Box::new(AppUpdated {
                         app_id: app_id.clone(),
                         version,
                         spec: app_spec(&app_id, 3),
-                    }),
+                    })),
                     1 => Event::AppScaled(AppScaled {
                         app_id,
                         version,
@@ -454,7 +454,7 @@ impl World {
                     job: job.clone(),
                     spec: job_spec(&job, parents),
                 };
-                self.push(Self::user(), Event::JobCreated(event), p);
+                self.push(Self::user(), Event::JobCreated(Box::new(event)), p);
             }
             53..=56 => {
                 let Some(job) = pick(&self.jobs, p) else {

@@ -33,19 +33,19 @@ pub fn register(state: &State, request: &Register, minted: AgentId) -> Registrat
         .and_then(|id| state.cluster.agents.get_key_value(id));
     let Some((agent_id, agent)) = known else {
         return Registration {
-            events: vec![Event::AgentRegistered(AgentRegistered {
+            events: vec![Event::AgentRegistered(Box::new(AgentRegistered {
                 agent_id: minted.clone(),
                 hostname: request.hostname.clone(),
                 address: request.address.clone(),
                 resources: request.resources.clone(),
                 attributes: request.attributes.clone(),
                 version: request.version.clone(),
-            })],
+            }))],
             agent_id: minted,
         };
     };
     let reported: BTreeSet<&TaskId> = request.tasks.iter().map(|t| &t.task_id).collect();
-    let mut events = vec![Event::AgentReregistered(AgentReregistered {
+    let mut events = vec![Event::AgentReregistered(Box::new(AgentReregistered {
         agent_id: agent_id.clone(),
         hostname: request.hostname.clone(),
         address: request.address.clone(),
@@ -53,7 +53,7 @@ pub fn register(state: &State, request: &Register, minted: AgentId) -> Registrat
         attributes: request.attributes.clone(),
         version: request.version.clone(),
         running_tasks: reported.iter().map(|t| (*t).clone()).collect(),
-    })];
+    }))];
     // A task the log has running here that the agent does not know is gone. One still staging
     // is not: its launch is sent again when the agent's command stream opens.
     for task_id in agent.tasks.iter().filter(|t| !reported.contains(t)) {
@@ -313,7 +313,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn registered(id: &str, cpus_milli: u64) -> Event {
-        Event::AgentRegistered(AgentRegistered {
+        Event::AgentRegistered(Box::new(AgentRegistered {
             agent_id: agent(id),
             hostname: id.into(),
             address: format!("{id}:5051"),
@@ -328,11 +328,11 @@ pub(crate) mod tests {
             },
             attributes: BTreeMap::new(),
             version: "0.1.0".into(),
-        })
+        }))
     }
 
     fn launched(task_id: &str, agent_id: &str) -> Event {
-        Event::TaskLaunched(TaskLaunched {
+        Event::TaskLaunched(Box::new(TaskLaunched {
             task_id: task(task_id),
             name: task_id.into(),
             framework_id: cairn_log::event::FrameworkId::new("cairn").unwrap(),
@@ -345,7 +345,7 @@ pub(crate) mod tests {
             },
             spec: TaskSpec::default(),
             offer_id: None,
-        })
+        }))
     }
 
     fn status(task_id: &str, agent_id: &str, state: TaskState, uuid: &str) -> Event {

@@ -217,7 +217,7 @@ mod tests {
     use crate::agents::tests::{agent, registered, state_of};
 
     fn framework(id: &str, role: &str) -> Event {
-        Event::FrameworkRegistered(FrameworkRegistered {
+        Event::FrameworkRegistered(Box::new(FrameworkRegistered {
             framework_id: FrameworkId::new(id).unwrap(),
             name: id.into(),
             user: "root".into(),
@@ -226,7 +226,7 @@ mod tests {
             failover_timeout_secs: 0,
             hostname: None,
             webui_url: None,
-        })
+        }))
     }
 
     fn offers(events: &[Event]) -> Vec<(String, String)> {
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_framework_using_least_gets_the_next_agent() {
-        let big = Event::TaskLaunched(TaskLaunched {
+        let big = Event::TaskLaunched(Box::new(TaskLaunched {
             task_id: cairn_log::event::TaskId::new("t").unwrap(),
             name: "t".into(),
             framework_id: FrameworkId::new("f1").unwrap(),
@@ -274,7 +274,7 @@ mod tests {
             },
             spec: TaskSpec::default(),
             offer_id: None,
-        });
+        }));
         let state = state_of(vec![
             registered("a1", 1000),
             registered("a2", 1000),

@@ -850,7 +850,7 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match e {
-                Event::TaskLaunched(t) => Some(t),
+                Event::TaskLaunched(t) => Some(&**t),
                 _ => None,
             })
             .collect()

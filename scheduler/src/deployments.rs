@@ -168,11 +168,11 @@ fn change(
                 })
             }
             (None, _) => (
-                Event::AppCreated(AppCreated {
+                Event::AppCreated(Box::new(AppCreated {
                     app_id: app_id.clone(),
                     version,
                     spec: spec.clone(),
-                }),
+                })),
                 DeploymentActionKind::StartApplication,
             ),
             (Some(app), _) if *app.spec == *spec => continue,
@@ -192,11 +192,11 @@ fn change(
                 )
             }
             (Some(_), _) => (
-                Event::AppUpdated(AppUpdated {
+                Event::AppUpdated(Box::new(AppUpdated {
                     app_id: app_id.clone(),
                     version,
                     spec: spec.clone(),
-                }),
+                })),
                 DeploymentActionKind::RestartApplication,
             ),
         };
@@ -248,11 +248,11 @@ pub fn restart(
 ) -> Result<Change, Refusal> {
     let app = existing(state, app_id)?;
     let version = next_version(state, [app_id], now);
-    let event = Event::AppUpdated(AppUpdated {
+    let event = Event::AppUpdated(Box::new(AppUpdated {
         app_id: app_id.clone(),
         version,
         spec: (*app.spec).clone(),
-    });
+    }));
     let action = DeploymentActionKind::RestartApplication;
     deploy_one(state, app_id, event, action, version, deployment_id, force)
 }
@@ -354,11 +354,11 @@ pub fn cancel(
                 DeploymentActionKind::StopApplication,
             ),
             (Some(spec), Some(_)) => (
-                Event::AppUpdated(AppUpdated {
+                Event::AppUpdated(Box::new(AppUpdated {
                     app_id: app_id.clone(),
                     version,
                     spec,
-                }),
+                })),
                 DeploymentActionKind::RestartApplication,
             ),
         };

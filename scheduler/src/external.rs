@@ -95,7 +95,7 @@ pub fn subscribe(
     let Some(id) = id else {
         return Ok((
             minted.clone(),
-            vec![Event::FrameworkRegistered(FrameworkRegistered {
+            vec![Event::FrameworkRegistered(Box::new(FrameworkRegistered {
                 framework_id: minted,
                 name: info.name,
                 user: info.user,
@@ -108,7 +108,7 @@ pub fn subscribe(
                 failover_timeout_secs: info.failover_timeout_secs,
                 hostname: info.hostname,
                 webui_url: info.webui_url,
-            })],
+            }))],
         ));
     };
     if builtin(&id) {
@@ -397,7 +397,7 @@ fn accept(
             task_ids: Vec::new(),
         })
     }));
-    events.extend(tasks.into_iter().map(Event::TaskLaunched));
+    events.extend(tasks.into_iter().map(|t| Event::TaskLaunched(Box::new(t))));
     Ok(events)
 }
 

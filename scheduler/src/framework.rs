@@ -31,7 +31,7 @@ pub fn launch_bytes(spec: &TaskSpec, name: &str, ports: usize) -> usize {
 pub fn ensure(state: &State, id: &FrameworkId, name: &str, has_work: bool) -> Vec<Event> {
     match state.cluster.frameworks.get(id) {
         None if !has_work => Vec::new(),
-        None => vec![Event::FrameworkRegistered(FrameworkRegistered {
+        None => vec![Event::FrameworkRegistered(Box::new(FrameworkRegistered {
             framework_id: id.clone(),
             name: name.into(),
             user: "root".into(),
@@ -41,7 +41,7 @@ pub fn ensure(state: &State, id: &FrameworkId, name: &str, has_work: bool) -> Ve
             failover_timeout_secs: 604_800,
             hostname: None,
             webui_url: None,
-        })],
+        }))],
         Some(f) if f.status != FrameworkStatus::Active => {
             vec![Event::FrameworkReregistered(FrameworkReregistered {
                 framework_id: id.clone(),
@@ -97,10 +97,10 @@ pub fn settle(
         }
         // Each launch names its offer, which accepts it: no `OfferAccepted` record.
         events.extend(offer.launched.into_iter().map(|launch| {
-            Event::TaskLaunched(TaskLaunched {
+            Event::TaskLaunched(Box::new(TaskLaunched {
                 offer_id: Some(offer.offer_id.clone()),
                 ..launch
-            })
+            }))
         }));
     }
     if !unused.is_empty() {

@@ -338,13 +338,13 @@ fn scheduled<'a>(
     let Some(first) = job.due else {
         // The schedule has ended: the job is disabled once its last run is over.
         if active == 0 {
-            out.events.push(Event::JobUpdated(JobUpdated {
+            out.events.push(Event::JobUpdated(Box::new(JobUpdated {
                 job: name.clone(),
                 spec: JobSpec {
                     disabled: true,
                     ..(*job.spec).clone()
                 },
-            }));
+            })));
         }
         return false;
     };
@@ -591,12 +591,12 @@ pub fn put(state: &State, spec: JobSpec, mode: Put, now: Timestamp) -> Result<Ve
         }
     }
     Ok(match existing {
-        None => vec![Event::JobCreated(cairn_log::event::JobCreated {
+        None => vec![Event::JobCreated(Box::new(cairn_log::event::JobCreated {
             job: name,
             spec,
-        })],
+        }))],
         Some(job) if *job.spec == spec => Vec::new(),
-        Some(_) => vec![Event::JobUpdated(JobUpdated { job: name, spec })],
+        Some(_) => vec![Event::JobUpdated(Box::new(JobUpdated { job: name, spec }))],
     })
 }
 
@@ -742,11 +742,11 @@ pub fn set_disabled(state: &State, name: &JobName, disabled: bool) -> Result<Vec
     if job.spec.disabled == disabled {
         return Ok(Vec::new());
     }
-    Ok(vec![Event::JobUpdated(JobUpdated {
+    Ok(vec![Event::JobUpdated(Box::new(JobUpdated {
         job: name.clone(),
         spec: JobSpec {
             disabled,
             ..(*job.spec).clone()
         },
-    })])
+    }))])
 }

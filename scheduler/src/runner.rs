@@ -1037,13 +1037,8 @@ impl Runner {
                 Event::AppScaled(e) => {
                     instances.get_or_insert(e.instances);
                 }
-                Event::AppCreated(cairn_log::event::AppCreated { spec, .. })
-                | Event::AppUpdated(cairn_log::event::AppUpdated { spec, .. }) => {
-                    return Ok(AppSpec {
-                        instances: instances.unwrap_or(spec.instances),
-                        ..spec
-                    });
-                }
+                Event::AppCreated(e) => return Ok(with_instances(e.spec, instances)),
+                Event::AppUpdated(e) => return Ok(with_instances(e.spec, instances)),
                 other => {
                     return Err(Error::Invalid(format!(
                         "version {} of app {} is recorded as {:?}",
@@ -1303,6 +1298,14 @@ impl Runner {
                 warn!(error = %e, "cannot check on agents");
             }
         }
+    }
+}
+
+/// A version's definition, with the instance count of a later scaling if there was one.
+fn with_instances(spec: AppSpec, instances: Option<u32>) -> AppSpec {
+    AppSpec {
+        instances: instances.unwrap_or(spec.instances),
+        ..spec
     }
 }
 

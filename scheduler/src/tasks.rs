@@ -116,7 +116,7 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
     };
     let ports = take_ports(&free.ports, &vec![0; request.ports]).expect("counted above");
     let (resources, spec) = assign(&request.resources, &request.spec, ports);
-    Ok(Event::TaskLaunched(TaskLaunched {
+    Ok(Event::TaskLaunched(Box::new(TaskLaunched {
         task_id,
         name: request.name.clone(),
         framework_id: FrameworkId::new(USER_FRAMEWORK).expect("a valid id"),
@@ -125,7 +125,7 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
         resources,
         spec,
         offer_id: None,
-    }))
+    })))
 }
 
 /// Host ports from `free` for each of `wanted`: that port if it is not 0 (it must be free),
@@ -226,7 +226,7 @@ mod tests {
 
     fn placed(event: Event) -> TaskLaunched {
         match event {
-            Event::TaskLaunched(e) => e,
+            Event::TaskLaunched(e) => *e,
             other => panic!("{other:?}"),
         }
     }
@@ -242,7 +242,7 @@ mod tests {
         state = state_of(vec![
             registered("small", 1000),
             registered("big", 4000),
-            Event::TaskLaunched(first),
+            Event::TaskLaunched(Box::new(first)),
         ]);
         let second = placed(place(&state, &request(500, 1), id("t2")).unwrap());
         assert_eq!(

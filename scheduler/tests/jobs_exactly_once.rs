@@ -141,7 +141,7 @@ impl Sim {
     fn add_agent(&mut self) {
         self.agents += 1;
         let id = AgentId::new(format!("agent-{}", self.agents)).unwrap();
-        self.append(vec![Event::AgentRegistered(AgentRegistered {
+        self.append(vec![Event::AgentRegistered(Box::new(AgentRegistered {
             agent_id: id.clone(),
             hostname: id.to_string(),
             address: format!("{id}:5051"),
@@ -156,7 +156,7 @@ impl Sim {
             },
             attributes: BTreeMap::new(),
             version: "sim".into(),
-        })]);
+        }))]);
     }
 
     /// The agents' status updates that are due, as the leader would log them.

@@ -49,7 +49,7 @@ impl Folded {
 
 /// Simulated agent `a`: 32 CPUs, 256 GiB, 1 TiB, ports 31000–32000, on its own host.
 pub(super) fn agent(a: usize) -> anyhow::Result<Event> {
-    Ok(Event::AgentRegistered(AgentRegistered {
+    Ok(Event::AgentRegistered(Box::new(AgentRegistered {
         agent_id: AgentId::new(format!("agent-{a:05}"))?,
         hostname: format!("host-{a}"),
         address: format!("10.0.{}.{}:5051", a / 250, a % 250),
@@ -64,14 +64,14 @@ pub(super) fn agent(a: usize) -> anyhow::Result<Event> {
         },
         attributes: BTreeMap::from([("rack".to_owned(), format!("r{}", a % 20))]),
         version: "bench".into(),
-    }))
+    })))
 }
 
 pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<()> {
     println!("machine: {}", machine());
     let mut cluster = Folded::new();
     for f in 0..frameworks {
-        cluster.fold(Event::FrameworkRegistered(FrameworkRegistered {
+        cluster.fold(Event::FrameworkRegistered(Box::new(FrameworkRegistered {
             framework_id: FrameworkId::new(format!("f{f:03}"))?,
             name: format!("framework {f}"),
             user: "root".into(),
@@ -80,12 +80,12 @@ pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<
             failover_timeout_secs: 0,
             hostname: None,
             webui_url: None,
-        }));
+        })));
     }
     for a in 0..agents {
         cluster.fold(agent(a)?);
         // Half of each agent in use by one framework's task.
-        cluster.fold(Event::TaskLaunched(TaskLaunched {
+        cluster.fold(Event::TaskLaunched(Box::new(TaskLaunched {
             task_id: TaskId::new(format!("t{a}"))?,
             name: "t".into(),
             framework_id: FrameworkId::new(format!("f{:03}", a % frameworks))?,
@@ -98,7 +98,7 @@ pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<
             },
             spec: TaskSpec::default(),
             offer_id: None,
-        }));
+        })));
     }
     let state = cluster.state;
     let config = AllocatorConfig {

@@ -130,7 +130,7 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
             actor: by(Principal::Agent {
                 agent_id: agent_id(n),
             }),
-            event: Event::AgentRegistered(AgentRegistered {
+            event: Event::AgentRegistered(Box::new(AgentRegistered {
                 agent_id: agent_id(n),
                 hostname: format!("host-{n:03}"),
                 address: format!("10.0.{}.{}:5051", n / 250, n % 250),
@@ -142,7 +142,7 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
                 },
                 attributes: Default::default(),
                 version: "0.1.0".into(),
-            }),
+            })),
         })
         .collect();
     let template = cairn_projections::synth::seeded(2000)
@@ -162,18 +162,18 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
             actor: by(Principal::User {
                 name: "bench".into(),
             }),
-            event: Event::AppCreated(AppCreated {
+            event: Event::AppCreated(Box::new(AppCreated {
                 app_id: app_id.clone(),
                 version,
                 spec,
-            }),
+            })),
         });
         for i in 0..instances {
             let task_id = TaskId::new(format!("bench_app-{a:05}.{i}")).expect("id");
             let agent_id = agent_id((a * instances + i) % AGENTS);
             entries.push(Entry {
                 actor: scheduler(),
-                event: Event::TaskLaunched(TaskLaunched {
+                event: Event::TaskLaunched(Box::new(TaskLaunched {
                     task_id: task_id.clone(),
                     name: format!("app-{a:05}"),
                     framework_id: FrameworkId::new("marathon").expect("id"),
@@ -190,7 +190,7 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
                     },
                     spec: TaskSpec::default(),
                     offer_id: None,
-                }),
+                })),
             });
             entries.push(Entry {
                 actor: by(Principal::Agent {

@@ -40,10 +40,10 @@ pub use tasks::*;
         Ord
     )
 )]
-// `TaskLaunched` (its spec) is the big one, and with status updates the most common record in
-// a busy log: boxing it would cost an allocation for most records decoded, to save memory
-// only while records are in flight.
-#[allow(clippy::large_enum_variant)]
+// The variants that carry a whole spec (520 bytes for a task's or an app's) are boxed: unboxed,
+// every record was 872 bytes and each move of one during decoding and folding copied all of
+// it, a fifth of the decoder's time (BENCHMARKS.md, "Records are small"). Boxed, a record is
+// small and only these rarer ones pay an allocation.
 pub enum Event {
     // masters and the log itself
     LeaderElected(LeaderElected),
@@ -51,13 +51,13 @@ pub enum Event {
     MasterLeft(MasterLeft),
     FormatBarrier(FormatBarrier),
     // agents
-    AgentRegistered(AgentRegistered),
-    AgentReregistered(AgentReregistered),
+    AgentRegistered(Box<AgentRegistered>),
+    AgentReregistered(Box<AgentReregistered>),
     AgentDisconnected(AgentDisconnected),
     AgentLost(AgentLost),
     AgentRemoved(AgentRemoved),
     // frameworks
-    FrameworkRegistered(FrameworkRegistered),
+    FrameworkRegistered(Box<FrameworkRegistered>),
     FrameworkReregistered(FrameworkReregistered),
     FrameworkDisconnected(FrameworkDisconnected),
     FrameworkRemoved(FrameworkRemoved),
@@ -69,12 +69,12 @@ pub enum Event {
     OffersDeclined(OffersDeclined),
     OfferRescinded(OfferRescinded),
     // tasks
-    TaskLaunched(TaskLaunched),
+    TaskLaunched(Box<TaskLaunched>),
     TaskStatusUpdated(TaskStatusUpdated),
     TaskKillRequested(TaskKillRequested),
     // apps and deployments
-    AppCreated(AppCreated),
-    AppUpdated(AppUpdated),
+    AppCreated(Box<AppCreated>),
+    AppUpdated(Box<AppUpdated>),
     AppScaled(AppScaled),
     AppDeleted(AppDeleted),
     AppBackoffReset(AppBackoffReset),
@@ -84,8 +84,8 @@ pub enum Event {
     DeploymentFailed(DeploymentFailed),
     DeploymentCanceled(DeploymentCanceled),
     // jobs and runs
-    JobCreated(JobCreated),
-    JobUpdated(JobUpdated),
+    JobCreated(Box<JobCreated>),
+    JobUpdated(Box<JobUpdated>),
     JobDeleted(JobDeleted),
     JobRunTriggered(JobRunTriggered),
     JobRunStarted(JobRunStarted),
