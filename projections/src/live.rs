@@ -31,8 +31,9 @@ use crate::{Fold, Retention, State};
 
 /// Records read from the log per step of a replay.
 const REPLAY_CHUNK: usize = 8192;
-/// Chunks a replay reads ahead of its fold.
-const READ_AHEAD: usize = 2;
+/// Chunks a replay reads ahead of its fold (or of loading the checkpoint it starts from):
+/// about 20 MiB of decoded records at most.
+const READ_AHEAD: usize = 8;
 /// Records folded under one write lock: bounds how long a query waits behind the fold.
 const FOLD_BATCH: usize = 1024;
 /// Checkpoint file format; a file of another format is ignored.
@@ -149,6 +150,23 @@ struct Header {
     len: usize,
 }
 
+/// A state to start a replay from.
+enum Base {
+    Checkpoint(u64, PathBuf),
+    Cached(Arc<State>),
+    Empty,
+}
+
+impl Base {
+    fn offset(&self) -> u64 {
+        match self {
+            Base::Checkpoint(at, _) => *at,
+            Base::Cached(state) => state.offset,
+            Base::Empty => 0,
+        }
+    }
+}
+
 impl Projector {
     /// Starts folding `log` from its newest usable checkpoint.
     pub async fn start(log: Log, config: ProjectorConfig) -> Result<Self> {
@@ -226,11 +244,21 @@ impl Projector {
         if let Some(hit) = self.cached(|s| s.offset == offset) {
             return Ok(View::AsOf(hit));
         }
-        let mut state = self.base(offset).await?;
-        let log = self.inner.log.clone();
-        state = tokio::task::spawn_blocking(move || replay(&log, state, offset))
+        // The records after the base are read while the base loads: each costs about as much.
+        let state = loop {
+            let this = self.clone();
+            let base = self.pick_base(offset);
+            let from = base.offset() + 1;
+            let replayed = tokio::task::spawn_blocking(move || {
+                replay_from(&this.inner.log, from, offset, || this.materialize(base))
+            })
             .await
             .map_err(|_| Error::Stopped)??;
+            // `None`: the checkpoint did not check out and is gone; the next base is older.
+            if let Some(state) = replayed {
+                break state;
+            }
+        };
         let state = Arc::new(state);
         let kept = self.inner.config.as_of_cache;
         if kept > 0 {
@@ -288,40 +316,56 @@ impl Projector {
 
     /// The best state to replay from towards `offset`: a cached one, a checkpoint, or empty.
     async fn base(&self, offset: u64) -> Result<State> {
-        let cached = self.cached(|s| s.offset <= offset);
         loop {
-            let candidate = {
-                let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
-                checkpoints
-                    .files
-                    .range(..=offset)
-                    .next_back()
-                    .map(|(o, p)| (*o, p.clone()))
-            };
-            let Some((at, path)) =
-                candidate.filter(|(at, _)| cached.as_ref().is_none_or(|c| c.offset < *at))
-            else {
-                break;
-            };
             let this = self.clone();
-            let loaded = tokio::task::spawn_blocking(move || this.load(at, &path))
+            let base = self.pick_base(offset);
+            let loaded = tokio::task::spawn_blocking(move || this.materialize(base))
                 .await
                 .map_err(|_| Error::Stopped)?;
-            match loaded {
-                Ok(state) => return Ok(state),
+            if let Some(state) = loaded {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// Where to start towards `offset`: the latest cached state or checkpoint at or before it.
+    fn pick_base(&self, offset: u64) -> Base {
+        let cached = self.cached(|s| s.offset <= offset);
+        let checkpoint = {
+            let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+            checkpoints
+                .files
+                .range(..=offset)
+                .next_back()
+                .map(|(o, p)| (*o, p.clone()))
+        };
+        match (checkpoint, cached) {
+            (Some((at, path)), cached) if cached.as_ref().is_none_or(|c| c.offset < at) => {
+                Base::Checkpoint(at, path)
+            }
+            (_, Some(cached)) => Base::Cached(cached),
+            (_, None) => Base::Empty,
+        }
+    }
+
+    /// The state `base` stands for; `None` if it is a checkpoint that does not check out,
+    /// which is then deleted.
+    fn materialize(&self, base: Base) -> Option<State> {
+        match base {
+            Base::Checkpoint(at, path) => match self.load(at, &path) {
+                Ok(state) => Some(state),
                 Err(why) => {
                     warn!(
                         offset = at,
                         why, "ignoring and deleting a checkpoint that does not check out"
                     );
                     self.forget(at);
+                    None
                 }
-            }
+            },
+            Base::Cached(state) => Some(State::clone(&state)),
+            Base::Empty => Some(State::with_retention(self.inner.config.retention)),
         }
-        Ok(match cached {
-            Some(state) => State::clone(&state),
-            None => State::with_retention(self.inner.config.retention),
-        })
     }
 
     fn load(&self, offset: u64, path: &Path) -> Result<State, String> {
@@ -497,15 +541,26 @@ impl Projector {
 /// Folds the records after `state` up to `until`, read from `log`. The next chunk is read and
 /// decoded on another thread while this one folds the last: reading costs about as much as
 /// folding, and with two cores the replay then takes the longer of the two, not their sum.
-pub fn replay(log: &Log, mut state: State, until: u64) -> Result<State> {
-    if state.offset >= until {
-        return Ok(state);
+pub fn replay(log: &Log, state: State, until: u64) -> Result<State> {
+    let from = state.offset + 1;
+    replay_from(log, from, until, || Some(state)).map(|s| s.expect("the state is given"))
+}
+
+/// Like [`replay`], from the state `load` makes, which must be as of `from - 1`: the records
+/// from `from` on are read while it loads. `None` if `load` gives none.
+fn replay_from(
+    log: &Log,
+    from: u64,
+    until: u64,
+    load: impl FnOnce() -> Option<State>,
+) -> Result<Option<State>> {
+    if from > until {
+        return Ok(load());
     }
     let beyond = || Error::Beyond {
         offset: until,
         head: log.head(),
     };
-    let from = state.offset + 1;
     std::thread::scope(|scope| {
         let (chunks, ready) = std::sync::mpsc::sync_channel(READ_AHEAD);
         scope.spawn(move || {
@@ -517,7 +572,7 @@ pub fn replay(log: &Log, mut state: State, until: u64) -> Result<State> {
                     want.min(REPLAY_CHUNK),
                 );
                 let last = read.as_ref().ok().and_then(|r| r.last()).map(|r| r.offset);
-                // The folder has stopped (an error, or a short log): so does the reader.
+                // The folder has stopped (an error, no base, or a short log): so does the reader.
                 if chunks.send(read).is_err() {
                     return;
                 }
@@ -527,6 +582,14 @@ pub fn replay(log: &Log, mut state: State, until: u64) -> Result<State> {
                 }
             }
         });
+        let Some(mut state) = load() else {
+            return Ok(None);
+        };
+        debug_assert_eq!(
+            state.offset + 1,
+            from,
+            "a base as of the record before `from`"
+        );
         for records in ready {
             let records = records?;
             if records.is_empty() {
@@ -537,7 +600,7 @@ pub fn replay(log: &Log, mut state: State, until: u64) -> Result<State> {
         if state.offset < until {
             return Err(beyond());
         }
-        Ok(state)
+        Ok(Some(state))
     })
 }
 
