@@ -708,4 +708,18 @@ fn checkpoints_are_only_a_cache() {
     let dev = Dev::start_with(&data, Some(&config), port);
     assert_eq!(answers(&dev), first, "with corrupt checkpoints");
     dev.stop();
+
+    // A checkpoint in the format before (the state as JSON, in a `.json` file) is refused and
+    // deleted too: the query as of 1234 finds it first.
+    let old = checkpoints.join(format!("{:020}.json", 1234));
+    let header = r#"{"format":1,"offset":1234,"at":"2026-01-01T00:00:00.000000Z","genesis":null,"crc32":0,"len":2}"#;
+    std::fs::write(&old, format!("{header}\n{{}}")).unwrap();
+    let dev = Dev::start_with(&data, Some(&config), port);
+    assert_eq!(
+        answers(&dev),
+        first,
+        "with a checkpoint of the older format"
+    );
+    assert!(!old.exists(), "the older checkpoint is deleted");
+    dev.stop();
 }
