@@ -84,10 +84,13 @@ fn cmp_id(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
             return x.cmp(&y);
         }
     }
-    a_words
-        .remainder()
-        .cmp(b_words.remainder())
-        .then(a.len().cmp(&b.len()))
+    // The last common bytes, fewer than eight: one at a time (`[u8]`'s order calls `memcmp`).
+    for (x, y) in a_words.remainder().iter().zip(b_words.remainder()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn check_id(kind: &'static str, id: &str) -> Result<(), IdError> {
