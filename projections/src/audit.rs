@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use cairn_log::event::{Actor, Timestamp};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +13,7 @@ pub struct Audit {
     /// The latest changes made by users and external frameworks, oldest first.
     pub entries: VecDeque<AuditEntry>,
     /// Offset of the latest change per subject among them.
-    pub latest: BTreeMap<String, u64>,
+    pub latest: BTreeMap<CompactString, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,10 +21,11 @@ pub struct AuditEntry {
     pub offset: u64,
     pub at: Timestamp,
     pub actor: Actor,
-    /// The event's type, e.g. `AppUpdated`.
-    pub kind: String,
+    /// The event's type, e.g. `AppUpdated`. Compact strings here (inline up to 24 bytes, and
+    /// serialized as plain strings) spare the fold two allocations per audited record.
+    pub kind: CompactString,
     /// What changed: `app:/web`, `job:nightly`, `task:web.1`, `agent:a1`, `framework:f1`.
-    pub subject: String,
+    pub subject: CompactString,
     /// The previous change to the same subject, if it is still kept.
     pub previous: Option<u64>,
 }

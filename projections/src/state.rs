@@ -11,6 +11,7 @@ use cairn_log::event::{
     Event, Principal, Resources, RunCause, RunId, RunOutcome, TaskOwner, TaskState, Timestamp,
 };
 use cairn_log::Record;
+use compact_str::{format_compact, CompactString};
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{
@@ -170,7 +171,7 @@ impl State {
             offset,
             at: record.at,
             actor: record.actor.clone(),
-            kind: <&'static str>::from(record.event.kind()).to_owned(),
+            kind: CompactString::const_new(record.event.kind().into()),
             subject,
             previous,
         });
@@ -913,27 +914,27 @@ enum Sum {
 }
 
 /// What an event changes, for the audit trail.
-fn subject(event: &Event) -> Option<String> {
+fn subject(event: &Event) -> Option<CompactString> {
     Some(match event {
-        Event::AppCreated(e) => format!("app:{}", e.app_id),
-        Event::AppUpdated(e) => format!("app:{}", e.app_id),
-        Event::AppScaled(e) => format!("app:{}", e.app_id),
-        Event::AppDeleted(e) => format!("app:{}", e.app_id),
-        Event::AppBackoffReset(e) => format!("app:{}", e.app_id),
-        Event::DeploymentCanceled(e) => format!("deployment:{}", e.deployment_id),
-        Event::JobCreated(e) => format!("job:{}", e.job),
-        Event::JobUpdated(e) => format!("job:{}", e.job),
-        Event::JobDeleted(e) => format!("job:{}", e.job),
-        Event::JobRunTriggered(e) => format!("job:{}", e.job),
-        Event::TaskLaunched(e) => format!("task:{}", e.task_id),
-        Event::TaskKillRequested(e) => format!("task:{}", e.task_id),
-        Event::AgentRemoved(e) => format!("agent:{}", e.agent_id),
-        Event::FrameworkRegistered(e) => format!("framework:{}", e.framework_id),
-        Event::FrameworkRemoved(e) => format!("framework:{}", e.framework_id),
-        Event::OffersSuppressed(e) => format!("framework:{}", e.framework_id),
-        Event::OffersRevived(e) => format!("framework:{}", e.framework_id),
-        Event::OfferAccepted(e) => format!("offer:{}", e.offer_id),
-        Event::OffersDeclined(e) => format!("framework:{}", e.framework_id),
+        Event::AppCreated(e) => format_compact!("app:{}", e.app_id),
+        Event::AppUpdated(e) => format_compact!("app:{}", e.app_id),
+        Event::AppScaled(e) => format_compact!("app:{}", e.app_id),
+        Event::AppDeleted(e) => format_compact!("app:{}", e.app_id),
+        Event::AppBackoffReset(e) => format_compact!("app:{}", e.app_id),
+        Event::DeploymentCanceled(e) => format_compact!("deployment:{}", e.deployment_id),
+        Event::JobCreated(e) => format_compact!("job:{}", e.job),
+        Event::JobUpdated(e) => format_compact!("job:{}", e.job),
+        Event::JobDeleted(e) => format_compact!("job:{}", e.job),
+        Event::JobRunTriggered(e) => format_compact!("job:{}", e.job),
+        Event::TaskLaunched(e) => format_compact!("task:{}", e.task_id),
+        Event::TaskKillRequested(e) => format_compact!("task:{}", e.task_id),
+        Event::AgentRemoved(e) => format_compact!("agent:{}", e.agent_id),
+        Event::FrameworkRegistered(e) => format_compact!("framework:{}", e.framework_id),
+        Event::FrameworkRemoved(e) => format_compact!("framework:{}", e.framework_id),
+        Event::OffersSuppressed(e) => format_compact!("framework:{}", e.framework_id),
+        Event::OffersRevived(e) => format_compact!("framework:{}", e.framework_id),
+        Event::OfferAccepted(e) => format_compact!("offer:{}", e.offer_id),
+        Event::OffersDeclined(e) => format_compact!("framework:{}", e.framework_id),
         _ => return None,
     })
 }
