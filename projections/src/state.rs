@@ -88,6 +88,13 @@ pub struct Anomaly {
     pub what: String,
 }
 
+impl Anomalies {
+    fn record(&mut self, offset: u64, what: String) {
+        self.count += 1;
+        self.latest = Some(Anomaly { offset, what });
+    }
+}
+
 impl crate::Fold for State {
     fn apply(&mut self, record: &Record) {
         let offset = record.offset.get();
@@ -114,12 +121,12 @@ impl State {
     }
 
     fn anomaly(&mut self, offset: u64, what: String) {
-        self.anomalies.count += 1;
-        self.anomalies.latest = Some(Anomaly { offset, what });
+        self.anomalies.record(offset, what);
     }
 
     /// Adds or removes `delta` to one of an agent's resource sums, recording an anomaly if the
-    /// arithmetic does not hold (which would mean an over-committed agent).
+    /// arithmetic does not hold (which would mean an over-committed agent). Gives the agent back
+    /// for the caller's other changes to it: one lookup in the agents' map, not two.
     fn adjust(
         &mut self,
         offset: u64,
@@ -127,9 +134,12 @@ impl State {
         which: Sum,
         delta: &Resources,
         add: bool,
-    ) {
-        let Some(agent) = self.cluster.agents.get_mut(agent_id) else {
-            return self.anomaly(offset, format!("resources of unknown agent {agent_id}"));
+    ) -> Option<&mut Agent> {
+        // Borrowed apart, so that the agent can be returned while an anomaly is recorded.
+        let (agents, anomalies) = (&mut self.cluster.agents, &mut self.anomalies);
+        let Some(agent) = agents.get_mut(agent_id) else {
+            anomalies.record(offset, format!("resources of unknown agent {agent_id}"));
+            return None;
         };
         let sum = match which {
             Sum::Used => &mut agent.used,
@@ -141,11 +151,12 @@ impl State {
             sum.try_sub(delta)
         };
         if !added {
-            self.anomaly(
+            anomalies.record(
                 offset,
                 format!("{which:?} resources of agent {agent_id} do not add up"),
             );
         }
+        Some(agent)
     }
 
     fn audit_record(&mut self, record: &Record) {
@@ -397,13 +408,21 @@ impl State {
                     statuses: vec![staging],
                 });
                 // The first launch from an offer accepts it; the others find it closed.
-                if let Some(offer_id) = &e.offer_id {
-                    if self.cluster.offers.contains_key(offer_id) {
-                        self.close_offer(offset, offer_id);
-                    }
+                if let Some(offer) = e
+                    .offer_id
+                    .as_ref()
+                    .and_then(|o| self.cluster.offers.remove(o))
+                {
+                    self.adjust(
+                        offset,
+                        &offer.agent_id,
+                        Sum::Offered,
+                        &offer.resources,
+                        false,
+                    );
                 }
-                self.adjust(offset, &e.agent_id, Sum::Used, &e.resources, true);
-                if let Some(agent) = self.cluster.agents.get_mut(&e.agent_id) {
+                if let Some(agent) = self.adjust(offset, &e.agent_id, Sum::Used, &e.resources, true)
+                {
                     agent.tasks.insert(e.task_id.clone());
                 }
                 if let TaskOwner::App { app_id, .. } = &e.owner {
@@ -460,8 +479,9 @@ impl State {
                         task.owner.clone(),
                         task.kill_requested,
                     );
-                    self.adjust(offset, &agent_id, Sum::Used, &resources, false);
-                    if let Some(agent) = self.cluster.agents.get_mut(&agent_id) {
+                    if let Some(agent) =
+                        self.adjust(offset, &agent_id, Sum::Used, &resources, false)
+                    {
                         agent.tasks.remove(&e.task_id);
                     }
                     if let TaskOwner::App { app_id, .. } = owner {
@@ -803,13 +823,15 @@ impl State {
 
     fn close_offer(&mut self, offset: u64, offer_id: &cairn_log::event::OfferId) {
         match self.cluster.offers.remove(offer_id) {
-            Some(offer) => self.adjust(
-                offset,
-                &offer.agent_id,
-                Sum::Offered,
-                &offer.resources,
-                false,
-            ),
+            Some(offer) => {
+                self.adjust(
+                    offset,
+                    &offer.agent_id,
+                    Sum::Offered,
+                    &offer.resources,
+                    false,
+                );
+            }
             None => self.anomaly(offset, format!("unknown offer {offer_id}")),
         }
     }
