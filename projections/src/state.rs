@@ -408,18 +408,8 @@ impl State {
                     statuses: vec![staging],
                 });
                 // The first launch from an offer accepts it; the others find it closed.
-                if let Some(offer) = e
-                    .offer_id
-                    .as_ref()
-                    .and_then(|o| self.cluster.offers.remove(o))
-                {
-                    self.adjust(
-                        offset,
-                        &offer.agent_id,
-                        Sum::Offered,
-                        &offer.resources,
-                        false,
-                    );
+                if let Some(offer_id) = &e.offer_id {
+                    self.take_offer(offset, offer_id);
                 }
                 if let Some(agent) = self.adjust(offset, &e.agent_id, Sum::Used, &e.resources, true)
                 {
@@ -822,18 +812,25 @@ impl State {
     }
 
     fn close_offer(&mut self, offset: u64, offer_id: &cairn_log::event::OfferId) {
-        match self.cluster.offers.remove(offer_id) {
-            Some(offer) => {
-                self.adjust(
-                    offset,
-                    &offer.agent_id,
-                    Sum::Offered,
-                    &offer.resources,
-                    false,
-                );
-            }
-            None => self.anomaly(offset, format!("unknown offer {offer_id}")),
+        if !self.take_offer(offset, offer_id) {
+            self.anomaly(offset, format!("unknown offer {offer_id}"));
         }
+    }
+
+    /// Removes an outstanding offer and its resources from its agent's offered sum; whether
+    /// it was outstanding. One search of the offers' map.
+    fn take_offer(&mut self, offset: u64, offer_id: &cairn_log::event::OfferId) -> bool {
+        let Some(offer) = self.cluster.offers.remove(offer_id) else {
+            return false;
+        };
+        self.adjust(
+            offset,
+            &offer.agent_id,
+            Sum::Offered,
+            &offer.resources,
+            false,
+        );
+        true
     }
 
     fn end_deployment(
