@@ -48,3 +48,18 @@ pub struct Record {
     pub actor: Actor,
     pub event: Event,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record is as big as the largest event variant, and records are moved on every
+    /// decode and fold: a variant with a large payload holds it boxed
+    /// (`docs/checklists/new-event.md`). Unboxed, a record was 872 bytes.
+    #[test]
+    fn records_stay_small() {
+        let (event, record) = (size_of::<Event>(), size_of::<Record>());
+        assert!(event <= 128, "an event is {event} bytes");
+        assert!(record <= 256, "a record is {record} bytes");
+    }
+}

@@ -7,9 +7,10 @@
 //!
 //! **Checkpoints** are the serialized state at offsets that are multiples of a spacing, in
 //! `<data-dir>/checkpoints/<offset>.ckpt`: a line of JSON (the header), then the state in
-//! MessagePack, which loads 1.5 times as fast as the same state in JSON and is a fifth smaller. They are a cache, never the truth: one that does not
-//! check out (torn, from another cluster, past the log's head, or not matching the record at
-//! its offset) is ignored and deleted, and deleting them all changes no answer, only speed.
+//! MessagePack, which loads 1.5 times as fast as the same state in JSON and is a fifth
+//! smaller. They are a cache, never the truth: one that does not check out (torn, from
+//! another cluster, of another format, past the log's head, or not matching the record at its
+//! offset) is ignored and deleted, and deleting them all changes no answer, only speed.
 //! At most `kept` are kept: when there would be more, the spacing doubles and every other one
 //! goes, so that they stay evenly spread over the whole log. A big state is checkpointed less
 //! often (see [`STATE_BYTES_PER_RECORD`]): writing one costs in proportion to its size, and at
