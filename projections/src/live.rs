@@ -17,7 +17,7 @@
 //! a fixed spacing that cost outgrows the fold it is meant to save.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,8 @@ const REPLAY_CHUNK: usize = 8192;
 const READ_AHEAD: usize = 8;
 /// Records folded under one write lock: bounds how long a query waits behind the fold.
 const FOLD_BATCH: usize = 1024;
+/// Longest header line read from a checkpoint (they are ~200 bytes).
+const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
 /// state as JSON, in `<offset>.json` files.
 const CHECKPOINT_FORMAT: u32 = 2;
@@ -372,16 +374,30 @@ impl Projector {
     }
 
     fn load(&self, offset: u64, path: &Path) -> Result<State, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let split = bytes.iter().position(|b| *b == b'\n').ok_or("no header")?;
-        let header: Header = serde_json::from_slice(&bytes[..split]).map_err(|e| e.to_string())?;
-        let body = &bytes[split + 1..];
+        // The header first: a checkpoint of another format or offset is refused without
+        // reading its body (after an upgrade, every old one is, at a master's start).
+        let mut file =
+            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
+        let mut line = Vec::new();
+        (&mut file)
+            .take(MAX_HEADER)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.pop() != Some(b'\n') {
+            return Err("no header".into());
+        }
+        let header: Header = serde_json::from_slice(&line).map_err(|e| e.to_string())?;
         if header.format != CHECKPOINT_FORMAT || header.offset != offset {
             return Err(format!(
                 "format {} at offset {}",
                 header.format, header.offset
             ));
         }
+        // Sized once (a torn header's length is capped by the file's).
+        let size = file.get_ref().metadata().map_or(0, |m| m.len());
+        let mut body = Vec::with_capacity(usize::try_from(size).map_or(0, |s| s.min(header.len)));
+        file.read_to_end(&mut body).map_err(|e| e.to_string())?;
+        let body = body.as_slice();
         if body.len() != header.len || crc32fast::hash(body) != header.crc32 {
             return Err("torn or corrupt".into());
         }
