@@ -10,7 +10,7 @@ use crate::{cairn_bin, http_to, Proc};
 /// Masters on the given loopback addresses (one each), with their data under one temp dir.
 #[derive(Debug)]
 pub struct Masters {
-    dir: tempfile::TempDir,
+    dir: crate::WorkDir,
     hosts: Vec<String>,
     pub ports: Vec<u16>,
     procs: Vec<Option<Proc>>,
@@ -35,7 +35,7 @@ impl Masters {
             })
             .collect();
         Masters {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: crate::workdir(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             ports,
             procs: hosts.iter().map(|_| None).collect(),
@@ -47,7 +47,7 @@ impl Masters {
     /// that looks the same from outside.
     pub fn sharing_addresses(other: &Masters) -> Self {
         Masters {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: crate::workdir(),
             hosts: other.hosts.clone(),
             ports: other.ports.clone(),
             procs: other.hosts.iter().map(|_| None).collect(),

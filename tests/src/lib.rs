@@ -6,7 +6,8 @@
 //! deadlines, never on sleeps.
 //!
 //! **Invariants.** Every test stops what it started, even when it fails (children are killed
-//! on drop, and an agent's Docker containers are removed with it).
+//! on drop, an agent's Docker containers are removed with it, and the executors of
+//! plain-process tasks are stopped with the test's [`WorkDir`]).
 //!
 //! **Host ports.** Tests run concurrently on one host, so each test whose tasks bind host
 //! ports gives its agents a hundred of their own: t52 32100–32399, t91 32400–32499, t92
@@ -14,6 +15,7 @@
 //! none.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, ChildStdout};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -79,6 +81,52 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A test's temp dir. A plain-process task's executor outlives its agent by design (a restarted
+/// agent adopts it), so neither killing an agent nor a `cairn dev` ends it; the executors that
+/// run in this dir get SIGTERM when it goes (each then stops its task within the task's kill
+/// grace), so that a test, passed or failed, leaves no task running on the host.
+#[derive(Debug)]
+pub struct WorkDir(tempfile::TempDir);
+
+/// A fresh [`WorkDir`].
+pub fn workdir() -> WorkDir {
+    WorkDir(tempfile::tempdir().expect("temp dir"))
+}
+
+impl std::ops::Deref for WorkDir {
+    type Target = tempfile::TempDir;
+
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        for pid in executors_under(self.0.path()) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+/// The `cairn executor <sandbox>` processes whose sandbox is under `dir`.
+fn executors_under(dir: &std::path::Path) -> Vec<nix::unistd::Pid> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    procs
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let is_ours = matches!(args.as_slice(), [_, b"executor", sandbox, ..]
+                if std::path::Path::new(std::ffi::OsStr::from_bytes(sandbox)).starts_with(dir));
+            is_ours.then_some(nix::unistd::Pid::from_raw(pid))
+        })
+        .collect()
 }
 
 /// Lines of a child's stdout, readable with a deadline.

@@ -52,7 +52,7 @@ async fn acknowledged_appends_survive_sigkill() {
     let kills: usize =
         std::env::var("CAIRN_CRASH_KILLS").map_or(30, |k| k.parse().expect("number"));
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let log_dir = dir.path().join("log");
 
     let mut acked = Vec::new();

@@ -21,7 +21,7 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let port = free_port();
     let dev = Dev::start_with(dir.path(), None, port);
     assert_eq!(http_get(port, "/livez").unwrap(), (200, "ok\n".into()));
@@ -100,7 +100,7 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
 
 #[test]
 fn verify_names_the_first_bad_offset() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let port = free_port();
     for _ in 0..3 {
         let dev = Dev::start_with(dir.path(), None, port);
@@ -130,7 +130,7 @@ fn verify_names_the_first_bad_offset() {
 
 #[test]
 fn bad_configuration_is_refused_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let out = Command::new(cairn_bin())
         .args(["dev", "--listen", "0.0.0.0:5999", "--data-dir"])
         .arg(dir.path())

@@ -42,7 +42,7 @@ fn cairn(args: &[&str]) -> std::process::Output {
 /// and as of the moments that matter, as a person replaying the incident would ask.
 #[test]
 fn queries_answer_from_the_projections_now_and_as_of_any_moment() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start(dir.path());
     // Offset 1 is this master's own LeaderElected: golden offset N lands at N + 1. Three
     // appends, so that three moments in time separate the app's creation, scaling and end.
@@ -257,7 +257,7 @@ fn queries_answer_from_the_projections_now_and_as_of_any_moment() {
 /// agree with a scan of the whole log, and the CLI over the same API.
 #[test]
 fn the_event_log_pages_filters_and_follows_without_gap_or_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = quiet(dir.path());
     let (_, head) = dev.append(&synthetic_entries(3000));
     // The allocator may offer the synthetic agents to the synthetic frameworks at any moment:
@@ -462,7 +462,7 @@ fn the_event_log_pages_filters_and_follows_without_gap_or_duplicate() {
 
 #[test]
 fn limits_reject_a_request_before_any_resolver_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start(dir.path());
     // Each rejection returns no data at all: not even the harmless `state` field ran.
     assert_eq!(
@@ -549,7 +549,7 @@ fn limits_reject_a_request_before_any_resolver_runs() {
 
 #[test]
 fn the_console_and_the_cli_work_with_no_internet() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start(dir.path());
     let (status, page) = dev.http("GET", "/graphql", "");
     assert_eq!(status, 200);
@@ -614,7 +614,7 @@ fn the_console_and_the_cli_work_with_no_internet() {
 /// fold; deleting or corrupting every checkpoint changes no answer.
 #[test]
 fn checkpoints_are_only_a_cache() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let config = dir.path().join("cairn.toml");
     std::fs::write(
         &config,

@@ -21,7 +21,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[test]
 fn process_tasks_run_log_end_and_are_killed_without_orphans() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "2", "--mem", "512"]);
     let masters = vec![dev.addr()];
     let agent = dev.agent_addr();
@@ -149,7 +149,7 @@ fn dev_isolation(agent: &str) -> String {
 
 #[test]
 fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "1", "--mem", "256"]);
     let masters = vec![dev.addr()];
     let head = dev.head();
@@ -292,7 +292,7 @@ fn bad_tasks_are_refused_with_a_reason_and_change_nothing() {
 
 #[test]
 fn tasks_outlive_an_agent_restart_and_their_ends_are_reported_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "2", "--mem", "512"]);
     let masters = vec![dev.addr()];
     let long = run_task(&masters, &["--", "echo $$ > pid; exec sleep 1000"]);

@@ -35,7 +35,7 @@ fn status_updates_survive_leader_and_agent_kills() {
     }
     m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let mut agent = Agent::start(&masters, dir.path(), &["--cpus", "8", "--mem", "4096"]);
 
     let mut ids = Vec::new();
@@ -85,13 +85,13 @@ fn status_updates_survive_leader_and_agent_kills() {
 }
 
 /// One master that gives up on a silent agent after 2 s; its address; a dir for an agent.
-fn impatient_master() -> (Masters, Vec<String>, tempfile::TempDir) {
+fn impatient_master() -> (Masters, Vec<String>, cairn_tests::WorkDir) {
     let mut m = Masters::on_loopback(1)
         .with_config("[agents]\ntimeout-secs = 2\nreconnect-grace-secs = 1\n");
     m.start(0, 1);
     m.wait_for_leader();
     let masters = vec![m.addr(0)];
-    (m, masters, tempfile::tempdir().unwrap())
+    (m, masters, cairn_tests::workdir())
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn sandboxes_of_ended_tasks_are_collected_oldest_first() {
     m.start(0, 1);
     m.wait_for_leader();
     let masters = vec![m.addr(0)];
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let _agent = Agent::start(&masters, dir.path(), &["--sandboxes-kept", "2"]);
     let sandboxes = dir.path().join("sandboxes");
     let count = || std::fs::read_dir(&sandboxes).map_or(0, |d| d.count());

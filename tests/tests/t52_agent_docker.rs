@@ -21,7 +21,7 @@ fn logs(masters: &[String], id: &str) -> String {
 
 #[test]
 fn docker_tasks_run_with_their_parameters_limits_and_networks() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--ports", "32100-32199"]);
     let masters = vec![dev.addr()];
     let image = ["--docker", "cairn-test/busybox"];
@@ -147,7 +147,7 @@ fn docker_tasks_run_with_their_parameters_limits_and_networks() {
 #[test]
 fn the_nginx_example_serves_http_on_its_host_port() {
     // Its volume driver, `rexray`, served by a local plugin over Docker's plugin socket.
-    let volumes = tempfile::tempdir().unwrap();
+    let volumes = cairn_tests::workdir();
     let _plugin = volume_plugin("rexray", volumes.path());
 
     // The example app, deployed as it is.
@@ -155,7 +155,7 @@ fn the_nginx_example_serves_http_on_its_host_port() {
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/examples/nginx-app.json"
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--ports", "32200-32299"]);
     let masters = vec![dev.addr()];
     let out = cairn(
@@ -214,7 +214,7 @@ fn the_nginx_example_serves_http_on_its_host_port() {
 
 #[test]
 fn containers_outlive_an_agent_restart_and_strays_are_removed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--ports", "32300-32399"]);
     let masters = vec![dev.addr()];
     let id = run_task(

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 #[test]
 fn app_definitions_are_validated_with_every_error_and_its_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start(dir.path());
     let masters = vec![dev.addr()];
     let head = dev.head();

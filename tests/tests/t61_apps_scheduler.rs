@@ -47,7 +47,7 @@ fn running(dev: &Dev, id: &str) -> Vec<String> {
 
 #[test]
 fn apps_are_deployed_kept_running_scaled_and_rolled() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "4", "--mem", "4096"]);
     let masters = vec![dev.addr()];
 
@@ -224,7 +224,7 @@ fn apps_are_deployed_kept_running_scaled_and_rolled() {
 
 #[test]
 fn why_an_app_is_not_running_is_answered_and_bad_changes_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "2", "--mem", "2048"]);
     let masters = vec![dev.addr()];
 
@@ -321,7 +321,7 @@ fn why_an_app_is_not_running_is_answered_and_bad_changes_change_nothing() {
     dev.stop();
 
     // A cluster without the built-in apps scheduler refuses app changes, and says why.
-    let other = tempfile::tempdir().unwrap();
+    let other = cairn_tests::workdir();
     let config = other.path().join("cairn.toml");
     std::fs::write(&config, "[apps]\nenabled = false\n").unwrap();
     let bare = Dev::start_with(other.path(), Some(&config), cairn_tests::free_port());

@@ -21,7 +21,7 @@ fn app(dev: &Dev) -> Value {
 
 #[test]
 fn unhealthy_instances_are_killed_and_replaced() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     // Ports of its own: a server another test left behind cannot hold them.
     let dev = Dev::start_with_agent(
         dir.path(),

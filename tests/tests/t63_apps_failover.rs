@@ -48,12 +48,12 @@ fn a_rolling_upgrade_continues_on_a_new_leader() {
     }
     m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let dirs = [cairn_tests::workdir(), cairn_tests::workdir()];
     let _agents: Vec<Agent> = dirs
         .iter()
         .map(|d| Agent::start(&masters, d.path(), &["--cpus", "2", "--mem", "1024"]))
         .collect();
-    let flags = tempfile::tempdir().unwrap();
+    let flags = cairn_tests::workdir();
     let go = flags.path().join("go");
     let definition = |check: String| {
         json!({

@@ -79,7 +79,7 @@ fn cli(masters: &[String], args: &[&str]) {
 
 #[test]
 fn the_nginx_example_scales_rolls_and_survives_a_leader_kill_on_three_masters() {
-    let volumes = tempfile::tempdir().unwrap();
+    let volumes = cairn_tests::workdir();
     let _plugin = volume_plugin("rexray", volumes.path());
     let mut m = Masters::on_loopback(3).with_config("[agents]\ntimeout-secs = 3600\n");
     for i in 0..3 {
@@ -87,7 +87,7 @@ fn the_nginx_example_scales_rolls_and_survives_a_leader_kill_on_three_masters() 
     }
     let leader = m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let dirs = [cairn_tests::workdir(), cairn_tests::workdir()];
     let _agents: Vec<Agent> = dirs
         .iter()
         .zip(["32700-32749", "32750-32799"])

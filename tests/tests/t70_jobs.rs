@@ -31,7 +31,7 @@ fn example(name: &str) -> String {
 
 #[test]
 fn jobs_run_on_their_schedule_after_their_parents_and_retry_failures() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,

@@ -47,13 +47,13 @@ fn every_due_time_runs_once_or_is_missed_across_a_leader_kill_and_a_partition() 
     }
     m.wait_for_leader();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
-    let agent_dir = tempfile::tempdir().unwrap();
+    let agent_dir = cairn_tests::workdir();
     let _agent = Agent::start(
         &masters,
         agent_dir.path(),
         &["--cpus", "4", "--mem", "2048"],
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let apply = |job: Value| {
         let file = dir.path().join("job.json");
         std::fs::write(&file, job.to_string()).unwrap();

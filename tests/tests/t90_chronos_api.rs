@@ -48,7 +48,7 @@ fn outcomes(dev: &Dev, job: &str) -> Vec<Value> {
 
 #[test]
 fn chronos_python_manages_jobs_on_cairn() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,

@@ -62,7 +62,7 @@ fn subscribers(dev: &Dev) -> u64 {
 
 #[test]
 fn marathon_python_and_marathon_deploy_manage_apps_on_cairn() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     // The clients talk to the extra port Marathon's tools expect (`marathon-port`); the raw
     // checks below use the master's own.
     let marathon_port = free_port();
@@ -330,7 +330,7 @@ fn shop(dev: &Dev) -> Vec<(String, u64)> {
 /// them), and deleted, each change one deployment.
 #[test]
 fn marathon_python_writes_groups() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,
@@ -470,7 +470,7 @@ fn launches(dev: &Dev, id: &str) -> usize {
 /// recorded.
 #[test]
 fn marathon_python_resets_a_launch_delay() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(&dir.path().join("data"), None, &["--cpus", "2"]);
     let url = format!("http://{}", dev.addr());
     let server = url.as_str();

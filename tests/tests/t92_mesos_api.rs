@@ -36,7 +36,7 @@ fn mesos_cli(config: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn mesos_tools_read_the_cluster() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,
@@ -233,7 +233,7 @@ fn apache_mesos_cli(config: &std::path::Path, args: &[&str]) -> String {
 /// agent's files API, with the absolute sandbox paths the agent's state gives.
 #[test]
 fn apache_mesos_cli_lists_tasks_and_reads_their_sandboxes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 #[test]
 fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,
@@ -96,7 +96,7 @@ fn a_pymesos_framework_launches_kills_and_reconciles_a_task() {
 /// kill one, shuts it down when it is idle, and starts a new one for a later task.
 #[test]
 fn a_pymesos_framework_runs_tasks_in_its_own_executor() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,
@@ -251,7 +251,7 @@ fn a_pymesos_framework_runs_tasks_in_its_own_executor() {
 #[test]
 fn an_executors_task_fails_when_its_agent_restarts() {
     let within = Duration::from_secs(60);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start(&dir.path().join("master"));
     let masters = vec![dev.addr()];
     let args = ["--cpus", "2", "--mem", "1024"];

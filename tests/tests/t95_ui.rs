@@ -17,7 +17,7 @@ const WITHIN: Duration = Duration::from_secs(60);
 
 #[test]
 fn the_ui_shows_operates_and_travels_in_time_in_chromium() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let dev = Dev::start_with_agent(
         &dir.path().join("data"),
         None,
@@ -106,7 +106,7 @@ fn ui_check(dev: &Dev, tokens: &str) {
 /// an operate token the actions, which then work under that token's name.
 #[test]
 fn the_ui_asks_for_a_token_and_hides_actions_from_a_read_token() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let (reader, reader_entry) = new_token("reader", "read");
     let (deployer, deployer_entry) = new_token("deployer", "operate");
     let config = dir.path().join("cairn.toml");

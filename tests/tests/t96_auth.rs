@@ -53,7 +53,7 @@ fn bearer(secret: &str) -> String {
 
 #[test]
 fn tokens_decide_who_may_read_operate_and_administer() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let (reader, reader_entry) = new_token("reader", "read");
     let (deployer, deployer_entry) = new_token("deployer", "operate");
     let (root, root_entry) = new_token("root", "admin");
@@ -263,7 +263,7 @@ fn tokens_decide_who_may_read_operate_and_administer() {
 /// names the token.
 #[test]
 fn a_pymesos_framework_authenticates_with_a_token_as_its_secret() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let (secret, entry) = new_token("pymesos", "operate");
     let config = dir.path().join("cairn.toml");
     std::fs::write(&config, entry).unwrap();

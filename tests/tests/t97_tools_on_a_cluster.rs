@@ -36,7 +36,7 @@ fn marathon_deploy_and_pymesos_work_through_a_follower() {
     let leader = m.wait_for_leader();
     let follower = (0..3).find(|i| *i != leader).unwrap();
     let masters: Vec<String> = (0..3).map(|i| m.addr(i)).collect();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cairn_tests::workdir();
     let mut agent = Agent::start(
         &masters,
         &dir.path().join("agent"),
