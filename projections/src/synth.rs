@@ -217,6 +217,33 @@ impl World {
                 };
                 self.push(Self::scheduler(), event, p);
             }
+            // Batch frameworks (Spark, say) come and go; the first one stays.
+            2 if self.frameworks.len() > 16 => {
+                let Some((i, framework_id)) = pick_at(&self.frameworks[1..], p) else {
+                    return;
+                };
+                let event = match p % 4 {
+                    0 => Event::FrameworkDisconnected(FrameworkDisconnected {
+                        framework_id: framework_id.clone(),
+                        reason: "closed".into(),
+                    }),
+                    1 => Event::FrameworkReregistered(FrameworkReregistered {
+                        framework_id: framework_id.clone(),
+                    }),
+                    _ => {
+                        self.frameworks.swap_remove(i + 1);
+                        Event::FrameworkRemoved(FrameworkRemoved {
+                            framework_id: framework_id.clone(),
+                            reason: "done".into(),
+                        })
+                    }
+                };
+                let actor = Actor {
+                    principal: Principal::Framework { framework_id },
+                    origin: None,
+                };
+                self.push(actor, event, p);
+            }
             2 => {
                 let framework_id = id(FrameworkId::new, "fw", self.next());
                 self.frameworks.push(framework_id.clone());
