@@ -25,6 +25,7 @@
 //! checkpoints-kept = 128       # then the spacing doubles, so they cover the whole log
 //! ended-tasks-kept = 10000     # terminal tasks kept in the read models (all stay in the log)
 //! ended-runs-kept = 10000      # finished job runs kept
+//! removed-frameworks-kept = 50 # removed frameworks kept (Mesos' max_completed_frameworks)
 //! audit-entries-kept = 10000   # audit entries kept (older ones: as of an earlier offset)
 //!
 //! [agents]
@@ -92,6 +93,7 @@ pub struct ProjectionsSection {
     pub checkpoints_kept: usize,
     pub ended_tasks_kept: usize,
     pub ended_runs_kept: usize,
+    pub removed_frameworks_kept: usize,
     pub audit_entries_kept: usize,
 }
 
@@ -103,6 +105,7 @@ impl Default for ProjectionsSection {
             checkpoints_kept: d.checkpoints_kept,
             ended_tasks_kept: d.retention.ended_tasks,
             ended_runs_kept: d.retention.ended_runs,
+            removed_frameworks_kept: d.retention.removed_frameworks,
             audit_entries_kept: d.retention.audit_entries,
         }
     }
@@ -410,6 +413,7 @@ impl MasterConfig {
         c.checkpoints_kept = self.projections.checkpoints_kept;
         c.retention.ended_tasks = self.projections.ended_tasks_kept;
         c.retention.ended_runs = self.projections.ended_runs_kept;
+        c.retention.removed_frameworks = self.projections.removed_frameworks_kept;
         c.retention.audit_entries = self.projections.audit_entries_kept;
         c
     }
@@ -437,7 +441,7 @@ mod tests {
             MasterConfig::default()
         );
         let file =
-            write("data-dir = \"/var/lib/cairn\"\nlog-format = \"json\"\n[log]\nqueue-depth = 7\n");
+            write("data-dir = \"/var/lib/cairn\"\nlog-format = \"json\"\n[log]\nqueue-depth = 7\n[projections]\nremoved-frameworks-kept = 3\n");
         let flags = CommonFlags {
             config: Some(file.path().to_owned()),
             listen: Some("127.0.0.2:6060".parse().unwrap()),
@@ -453,6 +457,7 @@ mod tests {
             "the flag wins over the file"
         );
         assert_eq!(config.log.queue_depth, 7);
+        assert_eq!(config.projector_config().retention.removed_frameworks, 3);
         assert_eq!(
             config.log.max_subscribers, 1024,
             "unset keys keep their defaults"

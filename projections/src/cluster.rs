@@ -12,6 +12,9 @@ pub struct Cluster {
     pub masters: BTreeMap<NodeId, Master>,
     pub agents: BTreeMap<AgentId, Agent>,
     pub frameworks: BTreeMap<FrameworkId, Framework>,
+    /// Removed frameworks still kept, by the offset that removed them: the oldest go first
+    /// (see [`crate::Retention`]).
+    pub removed_frameworks: BTreeMap<u64, FrameworkId>,
     /// Offers made and not yet accepted, declined or rescinded.
     pub offers: BTreeMap<OfferId, OutstandingOffer>,
 }

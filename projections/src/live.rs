@@ -41,8 +41,8 @@ const FOLD_BATCH: usize = 1024;
 /// Longest header line read from a checkpoint (they are ~200 bytes).
 const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
-/// state as JSON, in `<offset>.json` files.
-const CHECKPOINT_FORMAT: u32 = 2;
+/// state as JSON, in `<offset>.json` files; format 2 kept every removed framework.
+const CHECKPOINT_FORMAT: u32 = 3;
 /// Bytes of checkpoint per record folded, at most: the next checkpoint waits for at least
 /// (the last one's size / this) records, rounded up to the spacing times a power of two.
 /// Copying, serializing and writing a checkpoint takes ~7 ns a byte here, so this holds

@@ -56,6 +56,9 @@ pub struct Retention {
     pub ended_deployments: usize,
     /// Missed runs, per job.
     pub missed_per_job: usize,
+    /// Removed frameworks, like Mesos' `max_completed_frameworks`: a cluster where batch
+    /// frameworks (Spark, say) come and go registers new ones all the time.
+    pub removed_frameworks: usize,
     /// Audit entries (the log keeps every change; the state as of an earlier offset shows
     /// the entries of that time).
     pub audit_entries: usize,
@@ -68,6 +71,7 @@ impl Default for Retention {
             ended_runs: 10_000,
             ended_deployments: 1_000,
             missed_per_job: 100,
+            removed_frameworks: 50,
             audit_entries: 10_000,
         }
     }
@@ -799,15 +803,25 @@ impl State {
         framework_id: &cairn_log::event::FrameworkId,
         status: FrameworkStatus,
     ) {
-        match self.cluster.frameworks.get_mut(framework_id) {
-            Some(f) => {
-                f.status = status;
-                f.updated_at = at;
-            }
-            None => self.anomaly(
+        let Some(f) = self.cluster.frameworks.get_mut(framework_id) else {
+            return self.anomaly(
                 offset,
                 format!("status {status:?} of unknown framework {framework_id}"),
-            ),
+            );
+        };
+        let was_removed = f.status == FrameworkStatus::Removed;
+        f.status = status;
+        f.updated_at = at;
+        let removed = &mut self.cluster.removed_frameworks;
+        if was_removed {
+            // Back, or removed again: its time in the window counts from now.
+            removed.retain(|_, id| id != framework_id);
+        }
+        if status == FrameworkStatus::Removed {
+            let kept = self.retention.removed_frameworks;
+            if let Some(dropped) = retire(removed, offset, framework_id, kept) {
+                self.cluster.frameworks.remove(&dropped);
+            }
         }
     }
 
@@ -956,4 +970,94 @@ fn subject(event: &Event) -> Option<CompactString> {
         Event::OffersDeclined(e) => format_compact!("framework:{}", e.framework_id),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_log::event::{
+        Actor, FrameworkId, FrameworkRegistered, FrameworkRemoved, FrameworkReregistered, Term,
+    };
+    use cairn_log::{Offset, Record};
+
+    use super::*;
+    use crate::Fold;
+
+    fn fold(retention: Retention, events: Vec<Event>) -> State {
+        let mut state = State::with_retention(retention);
+        for (i, event) in events.into_iter().enumerate() {
+            state.apply(&Record {
+                offset: Offset::new(i as u64 + 1).expect("offsets start at 1"),
+                term: Term(1),
+                at: Timestamp::from_micros(i as i64),
+                actor: Actor::system(),
+                event,
+            });
+        }
+        state
+    }
+
+    fn fw(name: &str) -> FrameworkId {
+        FrameworkId::new(name).expect("valid id")
+    }
+
+    fn registered(name: &str) -> Event {
+        Event::FrameworkRegistered(Box::new(FrameworkRegistered {
+            framework_id: fw(name),
+            name: name.into(),
+            user: "root".into(),
+            roles: vec![],
+            principal: None,
+            failover_timeout_secs: 0,
+            hostname: None,
+            webui_url: None,
+        }))
+    }
+
+    fn removed(name: &str) -> Event {
+        Event::FrameworkRemoved(FrameworkRemoved {
+            framework_id: fw(name),
+            reason: "done".into(),
+        })
+    }
+
+    #[test]
+    fn only_the_latest_removed_frameworks_are_kept_and_a_returning_one_leaves_the_window() {
+        let retention = Retention {
+            removed_frameworks: 1,
+            ..Retention::default()
+        };
+        let state = fold(
+            retention,
+            vec![
+                registered("a"),
+                registered("b"),
+                registered("c"),
+                removed("a"),
+                removed("b"),
+                Event::FrameworkReregistered(FrameworkReregistered {
+                    framework_id: fw("b"),
+                }),
+                removed("c"),
+            ],
+        );
+        assert_eq!(state.anomalies.count, 0, "{:?}", state.anomalies.latest);
+        let frameworks: Vec<_> = state
+            .cluster
+            .frameworks
+            .iter()
+            .map(|(id, f)| (id.as_str(), f.status))
+            .collect();
+        // `a` fell out when `b` was removed; `b` came back, so `c`'s removal keeps it.
+        assert_eq!(
+            frameworks,
+            [
+                ("b", FrameworkStatus::Active),
+                ("c", FrameworkStatus::Removed)
+            ]
+        );
+        assert_eq!(
+            state.cluster.removed_frameworks,
+            BTreeMap::from([(7, fw("c"))])
+        );
+    }
 }

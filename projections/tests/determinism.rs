@@ -3,6 +3,7 @@
 
 use cairn_log::event::{Resources, TaskOwner};
 use cairn_log::Record;
+use cairn_projections::cluster::FrameworkStatus;
 use cairn_projections::synth::history;
 use cairn_projections::{Fold, Retention, State};
 use proptest::prelude::*;
@@ -76,7 +77,7 @@ proptest! {
     #[test]
     fn retention_drops_only_ended_history_and_stays_deterministic(
         ops in ops(),
-        kept in (0usize..4, 0usize..4, 0usize..4, 0usize..3, 1usize..5),
+        kept in (0usize..4, 0usize..4, 0usize..4, 0usize..3, 1usize..5, 0usize..3),
         cut in any::<prop::sample::Index>(),
     ) {
         let retention = Retention {
@@ -85,6 +86,7 @@ proptest! {
             ended_deployments: kept.2,
             missed_per_job: kept.3,
             audit_entries: kept.4,
+            removed_frameworks: kept.5,
         };
         let records = history(&ops);
         let everything = fold(&records);
@@ -99,6 +101,9 @@ proptest! {
         prop_assert!(bounded.apps.ended.len() <= kept.2);
         prop_assert!(bounded.jobs.jobs.values().all(|j| j.missed.len() <= kept.3));
         prop_assert!(bounded.audit.entries.len() <= kept.4);
+        let removed = bounded.cluster.frameworks.values().filter(|f| f.status == FrameworkStatus::Removed).count();
+        prop_assert!(removed <= kept.5);
+        prop_assert_eq!(removed, bounded.cluster.removed_frameworks.len());
         prop_assert!(bounded.audit.latest.values().all(|o| bounded.audit.entries.iter().any(|e| e.offset == *o)));
         let latest = |s: &State| s.audit.entries.back().map(|e| (e.offset, e.subject.clone(), e.actor.clone()));
         prop_assert_eq!(latest(&bounded), latest(&everything));
@@ -106,7 +111,10 @@ proptest! {
         let live = |s: &State| -> Vec<u8> {
             let tasks: Vec<_> = s.tasks.tasks.iter().filter(|(_, t)| !t.is_terminal()).collect();
             let runs: Vec<_> = s.jobs.runs.iter().filter(|(_, r)| r.outcome.is_none()).collect();
-            serde_json::to_vec(&(tasks, runs, &s.cluster, &s.apps.apps)).unwrap()
+            let c = &s.cluster;
+            let frameworks: Vec<_> = c.frameworks.iter().filter(|(_, f)| f.status != FrameworkStatus::Removed).collect();
+            let cluster = (&c.leader, &c.masters, &c.agents, frameworks, &c.offers);
+            serde_json::to_vec(&(tasks, runs, cluster, &s.apps.apps)).unwrap()
         };
         prop_assert_eq!(live(&bounded), live(&everything));
 

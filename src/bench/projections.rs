@@ -37,8 +37,10 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
     let in_memory_peak = peak_rss_mib();
     let state_bytes = serde_json::to_vec(&state)?.len();
     println!(
-        "history: {events} events; at the end {} agents, {} tasks kept ({} ended), {} apps, {} jobs, {} runs kept, {} audit entries; {} anomalies; state {:.1} MiB as JSON",
+        "history: {events} events; at the end {} agents, {} frameworks kept ({} removed), {} tasks kept ({} ended), {} apps, {} jobs, {} runs kept, {} audit entries; {} anomalies; state {:.1} MiB as JSON",
         state.cluster.agents.len(),
+        state.cluster.frameworks.len(),
+        state.cluster.removed_frameworks.len(),
         state.tasks.tasks.len(),
         state.tasks.ended.len(),
         state.apps.apps.len(),
