@@ -187,6 +187,18 @@ impl World {
         // apps and jobs are created rarely.
         match op % 64 {
             0 if p % 16 == 0 => self.register_agent(p),
+            // Now and then an agent is decommissioned for good.
+            0 | 1 if p % 64 == 5 => {
+                let Some((i, agent_id)) = pick_at(&self.agents, p / 64) else {
+                    return self.register_agent(p);
+                };
+                self.agents.swap_remove(i);
+                let event = Event::AgentRemoved(AgentRemoved {
+                    agent_id,
+                    reason: "decommissioned".into(),
+                });
+                self.push(Self::scheduler(), event, p);
+            }
             0 | 1 => {
                 let Some(agent_id) = pick(&self.agents, p) else {
                     return self.register_agent(p);
@@ -222,13 +234,21 @@ impl World {
                 let Some((i, framework_id)) = pick_at(&self.frameworks[1..], p) else {
                     return;
                 };
-                let event = match p % 4 {
+                let event = match p % 8 {
                     0 => Event::FrameworkDisconnected(FrameworkDisconnected {
                         framework_id: framework_id.clone(),
                         reason: "closed".into(),
                     }),
                     1 => Event::FrameworkReregistered(FrameworkReregistered {
                         framework_id: framework_id.clone(),
+                    }),
+                    2 => Event::OffersSuppressed(OffersSuppressed {
+                        framework_id: framework_id.clone(),
+                        roles: vec![],
+                    }),
+                    3 => Event::OffersRevived(OffersRevived {
+                        framework_id: framework_id.clone(),
+                        roles: vec![],
                     }),
                     _ => {
                         self.frameworks.swap_remove(i + 1);
@@ -404,6 +424,14 @@ impl World {
                 };
                 self.push(Self::user(), Event::AppCreated(Box::new(event)), p);
             }
+            // Apps are deleted too, half as often as they are created.
+            48..=50 if p % 48 == 14 => {
+                let Some((i, app_id)) = pick_at(&self.apps, p / 48) else {
+                    return;
+                };
+                self.apps.swap_remove(i);
+                self.push(Self::user(), Event::AppDeleted(AppDeleted { app_id }), p);
+            }
             48..=50 => {
                 let Some(app_id) = pick(&self.apps, p) else {
                     return;
@@ -482,6 +510,17 @@ impl World {
                     spec: job_spec(&job, parents),
                 };
                 self.push(Self::user(), Event::JobCreated(Box::new(event)), p);
+            }
+            53..=56 if p % 32 == 31 => {
+                let Some(job) = pick(&self.jobs, p / 32) else {
+                    return;
+                };
+                let spec = job_spec(&job, vec![]);
+                self.push(
+                    Self::user(),
+                    Event::JobUpdated(Box::new(JobUpdated { job, spec })),
+                    p,
+                );
             }
             53..=56 => {
                 let Some(job) = pick(&self.jobs, p) else {
