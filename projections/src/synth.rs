@@ -3,7 +3,8 @@
 //! [`history`] turns a list of arbitrary choices into events that fit the world built so far:
 //! agents register and come and go, frameworks receive offers, tasks launch (for users, apps
 //! and job runs) and change state, apps are created, updated, scaled and deployed, jobs are
-//! created with parents and their runs are triggered, started, retried, finished or missed.
+//! created with parents, updated and deleted (their active runs killed first), and their runs
+//! are triggered, started, retried, finished or missed.
 //! Any list of choices gives a valid history, so a property test can shrink it freely.
 
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ struct World {
     apps: Vec<AppId>,
     deployments: Vec<DeploymentId>,
     jobs: Vec<JobName>,
+    /// Each dependent job's parent, and how many jobs name each parent: a parent is not
+    /// deleted (the API refuses it).
+    parent_of: BTreeMap<JobName, JobName>,
+    children: BTreeMap<JobName, u32>,
     runs: Vec<(RunId, JobName, u32)>,
     /// Records made and not yet handed out.
     records: Vec<Record>,
@@ -180,6 +185,47 @@ impl World {
             Event::AgentRegistered(Box::new(event)),
             p,
         );
+    }
+
+    fn delete_job(&mut self, p: u16) {
+        let Some((i, job)) = pick_at(&self.jobs, p) else {
+            return;
+        };
+        if self.children.contains_key(&job) {
+            return;
+        }
+        let jobs = Actor {
+            principal: Principal::Scheduler {
+                name: "jobs".into(),
+            },
+            origin: None,
+        };
+        if let Some(r) = self.runs.iter().position(|(_, j, _)| *j == job) {
+            let (run_id, job, attempt) = self.runs.swap_remove(r);
+            let event = Event::JobRunFinished(JobRunFinished {
+                job,
+                run_id,
+                attempt,
+                outcome: RunOutcome::Killed,
+                message: Some("the job was deleted".into()),
+            });
+            return self.push(jobs, event, p);
+        }
+        self.jobs.swap_remove(i);
+        if let Some(parent) = self.parent_of.remove(&job) {
+            self.orphan(&parent);
+        }
+        self.push(Self::user(), Event::JobDeleted(JobDeleted { job }), p);
+    }
+
+    /// One job fewer names `parent`.
+    fn orphan(&mut self, parent: &JobName) {
+        if let Some(n) = self.children.get_mut(parent) {
+            *n -= 1;
+            if *n == 0 {
+                self.children.remove(parent);
+            }
+        }
     }
 
     fn step(&mut self, op: u8, p: u16) {
@@ -500,10 +546,12 @@ impl World {
             }
             53 if p % 8 == 0 => {
                 let job = id(JobName::new, "job", self.next());
-                let parents = pick(&self.jobs, p)
-                    .filter(|_| p % 2 == 0)
-                    .into_iter()
-                    .collect();
+                let parent = pick(&self.jobs, p).filter(|_| p % 2 == 0);
+                if let Some(parent) = &parent {
+                    self.parent_of.insert(job.clone(), parent.clone());
+                    *self.children.entry(parent.clone()).or_default() += 1;
+                }
+                let parents = parent.into_iter().collect();
                 self.jobs.push(job.clone());
                 let event = JobCreated {
                     job: job.clone(),
@@ -511,10 +559,16 @@ impl World {
                 };
                 self.push(Self::user(), Event::JobCreated(Box::new(event)), p);
             }
-            53..=56 if p % 32 == 31 => {
-                let Some(job) = pick(&self.jobs, p / 32) else {
+            // As the API deletes a job: its active runs end as killed first, one a step.
+            53..=56 if p % 64 == 63 => self.delete_job(p / 64),
+            53..=56 if p % 64 == 31 => {
+                let Some(job) = pick(&self.jobs, p / 64) else {
                     return;
                 };
+                // The new definition names no parent.
+                if let Some(parent) = self.parent_of.remove(&job) {
+                    self.orphan(&parent);
+                }
                 let spec = job_spec(&job, vec![]);
                 self.push(
                     Self::user(),
