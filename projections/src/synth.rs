@@ -152,10 +152,16 @@ impl World {
     }
 
     fn scheduler() -> Actor {
+        Self::built_in("apps")
+    }
+
+    fn jobs_scheduler() -> Actor {
+        Self::built_in("jobs")
+    }
+
+    fn built_in(name: &str) -> Actor {
         Actor {
-            principal: Principal::Scheduler {
-                name: "apps".into(),
-            },
+            principal: Principal::Scheduler { name: name.into() },
             origin: None,
         }
     }
@@ -194,12 +200,6 @@ impl World {
         if self.children.contains_key(&job) {
             return;
         }
-        let jobs = Actor {
-            principal: Principal::Scheduler {
-                name: "jobs".into(),
-            },
-            origin: None,
-        };
         if let Some(r) = self.runs.iter().position(|(_, j, _)| *j == job) {
             let (run_id, job, attempt) = self.runs.swap_remove(r);
             let event = Event::JobRunFinished(JobRunFinished {
@@ -209,7 +209,7 @@ impl World {
                 outcome: RunOutcome::Killed,
                 message: Some("the job was deleted".into()),
             });
-            return self.push(jobs, event, p);
+            return self.push(Self::jobs_scheduler(), event, p);
         }
         self.jobs.swap_remove(i);
         if let Some(parent) = self.parent_of.remove(&job) {
@@ -594,26 +594,11 @@ impl World {
                     scheduled_for,
                     cause,
                 };
-                self.push(
-                    Actor {
-                        principal: Principal::Scheduler {
-                            name: "jobs".into(),
-                        },
-                        origin: None,
-                    },
-                    Event::JobRunTriggered(event),
-                    p,
-                );
+                self.push(Self::jobs_scheduler(), Event::JobRunTriggered(event), p);
             }
             _ => {
                 let Some((i, (run_id, job, attempt))) = pick_at(&self.runs, p) else {
                     return;
-                };
-                let jobs = Actor {
-                    principal: Principal::Scheduler {
-                        name: "jobs".into(),
-                    },
-                    origin: None,
                 };
                 // Most runs finish soon after they start, as real ones do.
                 let event = match p % 8 {
@@ -664,7 +649,7 @@ impl World {
                         })
                     }
                 };
-                self.push(jobs, event, p);
+                self.push(Self::jobs_scheduler(), event, p);
             }
         }
     }
