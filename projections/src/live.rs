@@ -4,17 +4,20 @@
 //! The only I/O in this crate (feature `live`), kept apart from the pure fold. The live state
 //! sits behind a read-write lock: a query holds a read guard for its whole run, so it sees
 //! one offset throughout, and the fold takes the write lock per batch of records.
+//! Far behind the log's head, the fold catches up with a reader thread reading ahead, then
+//! follows a subscription.
 //!
-//! **Checkpoints** are the serialized state at offsets that are multiples of a spacing, in
+//! **Checkpoints** are the serialized state every so many records, in
 //! `<data-dir>/checkpoints/<offset>.ckpt`: a line of JSON (the header), then the state in
 //! MessagePack, which loads 1.5 times as fast as the same state in JSON and is a fifth
 //! smaller. They are a cache, never the truth: one that does not check out (torn, from
 //! another cluster, of another format, past the log's head, or not matching the record at its
 //! offset) is ignored and deleted, and deleting them all changes no answer, only speed.
-//! At most `kept` are kept: when there would be more, the spacing doubles and every other one
-//! goes, so that they stay evenly spread over the whole log. A big state is checkpointed less
-//! often (see [`STATE_BYTES_PER_RECORD`]): writing one costs in proportion to its size, and at
-//! a fixed spacing that cost outgrows the fold it is meant to save.
+//! At most `kept` are kept: when there would be more, the one whose removal leaves the smallest
+//! gap goes, so that they stay spread over the whole log, and the spacing grows with the log.
+//! A big state is checkpointed less often (see [`STATE_BYTES_PER_RECORD`]): writing one costs
+//! in proportion to its size, and at a fixed spacing that cost outgrows the fold it is meant
+//! to save.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use cairn_log::engine::Log;
 use cairn_log::event::Timestamp;
 use cairn_log::{Offset, Record};
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OwnedRwLockReadGuard, RwLock};
 use tracing::{debug, warn};
@@ -33,6 +37,9 @@ use crate::{Fold, Retention, State};
 
 /// Records read from the log per step of a replay.
 const REPLAY_CHUNK: usize = 8192;
+/// Records behind the log's head from which the live fold catches up with a reader thread
+/// reading ahead rather than a subscription.
+const CATCH_UP_FROM: u64 = REPLAY_CHUNK as u64;
 /// Chunks a replay reads ahead of its fold (or of loading the checkpoint it starts from):
 /// about 20 MiB of decoded records at most.
 const READ_AHEAD: usize = 8;
@@ -44,7 +51,7 @@ const MAX_HEADER: u64 = 4096;
 /// state as JSON, in `<offset>.json` files; format 2 kept every removed framework.
 const CHECKPOINT_FORMAT: u32 = 3;
 /// Bytes of checkpoint per record folded, at most: the next checkpoint waits for at least
-/// (the last one's size / this) records, rounded up to the spacing times a power of two.
+/// (the last one's size / this) records.
 /// Copying, serializing and writing a checkpoint takes ~7 ns a byte here, so this holds
 /// checkpoints to ~7 µs a record in the worst case, about one live fold's own cost, on the
 /// other core (measured in BENCHMARKS.md, "The apps scheduler, end to end": at a fixed 10,000
@@ -125,22 +132,45 @@ struct Inner {
 struct Checkpoints {
     /// Offset → file, of every checkpoint on disk.
     files: BTreeMap<u64, PathBuf>,
-    spacing: u64,
+    /// The offset of the last state taken to be written (written or not).
+    last_taken: u64,
     /// The size of the last checkpoint written, in bytes.
     last_bytes: u64,
 }
 
 impl Checkpoints {
-    /// Whether a checkpoint falls at `offset`: on a multiple of the spacing times the power
-    /// of two that keeps checkpoint writing within [`STATE_BYTES_PER_RECORD`]. Always a
-    /// multiple of `spacing`, so that thinning keeps them evenly spread.
-    fn due_at(&self, offset: u64) -> bool {
-        let wanted = self.last_bytes / STATE_BYTES_PER_RECORD;
-        let mut every = self.spacing.max(1);
-        while every < wanted {
-            every = every.saturating_mul(2);
+    /// The first offset at which the next checkpoint is due: the largest of three distances
+    /// after the last one taken. The configured spacing; the spacing at which `kept`
+    /// checkpoints cover the log up to `offset` (a longer log has them further apart, as it
+    /// can keep no more); and the one that keeps writing them within
+    /// [`STATE_BYTES_PER_RECORD`]. A distance, not a multiple: a checkpoint that could not be
+    /// taken when due (the last one still being written) is taken as soon as it can be.
+    fn next_due(&self, offset: u64, config: &ProjectorConfig) -> u64 {
+        let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
+        let every = config
+            .checkpoint_every
+            .max(1)
+            .max(offset / kept)
+            .max(self.last_bytes / STATE_BYTES_PER_RECORD);
+        self.last_taken.saturating_add(every)
+    }
+
+    /// Adds a written checkpoint; while there are more than `kept`, drops the one whose
+    /// removal leaves the smallest gap (the older on a tie), so that they stay spread over the
+    /// whole log however irregularly they were taken. Never the newest: a restart starts
+    /// there. Returns the files to delete.
+    fn insert(&mut self, offset: u64, path: PathBuf, bytes: u64, kept: usize) -> Vec<PathBuf> {
+        self.files.insert(offset, path);
+        self.last_bytes = bytes;
+        let mut gone = Vec::new();
+        while self.files.len() > kept.max(1) {
+            let offsets: Vec<u64> = self.files.keys().copied().collect();
+            let drop = (0..offsets.len() - 1)
+                .min_by_key(|&i| offsets[i + 1] - if i == 0 { 0 } else { offsets[i - 1] })
+                .map(|i| offsets[i]);
+            gone.extend(drop.and_then(|o| self.files.remove(&o)));
         }
-        offset % every == 0
+        gone
     }
 }
 
@@ -180,10 +210,7 @@ impl Projector {
             warn!(dir = %dir.display(), error = %e, "cannot create the checkpoint directory; running without checkpoints");
         }
         let files = list_checkpoints(&dir);
-        let spacing = files
-            .keys()
-            .fold(0, |g, o| gcd(g, *o))
-            .max(config.checkpoint_every);
+        let last_taken = files.keys().next_back().copied().unwrap_or(0);
         let (folded, _) = watch::channel(0);
         let projector = Projector {
             inner: Arc::new(Inner {
@@ -193,7 +220,7 @@ impl Projector {
                 folded,
                 checkpoints: Mutex::new(Checkpoints {
                     files,
-                    spacing,
+                    last_taken,
                     last_bytes: 0,
                 }),
                 recent: Mutex::new(Vec::new()),
@@ -428,6 +455,10 @@ impl Projector {
     async fn follow(self, mut from: Offset) {
         let mut writing = None;
         loop {
+            match self.catch_up(from, &mut writing).await {
+                Ok(next) => from = next,
+                Err(e) => return warn!(error = %e, "projections cannot catch up with the log"),
+            }
             let mut subscription = match self.inner.log.subscribe(from) {
                 Ok(s) => s,
                 Err(e) => return warn!(error = %e, "projections cannot follow the log"),
@@ -446,6 +477,49 @@ impl Projector {
         }
     }
 
+    /// While the live state is far behind the log's head (a master starting on a long log, or
+    /// a fold that lagged), folds what is durable with a reader thread reading and decoding
+    /// ahead, as a replay does: a subscription reads and folds in turn, on one core. Returns
+    /// the next offset to fold.
+    async fn catch_up(
+        &self,
+        mut from: Offset,
+        writing: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> Result<Offset, cairn_log::Error> {
+        loop {
+            let until = self.inner.log.head();
+            if until < from.get().saturating_add(CATCH_UP_FROM) {
+                return Ok(from);
+            }
+            let started = from;
+            let (chunks, mut ready) = tokio::sync::mpsc::channel(READ_AHEAD);
+            let log = self.inner.log.clone();
+            let reader = tokio::task::spawn_blocking(move || {
+                read_ahead(&log, from.get(), until, |chunk| {
+                    chunks.blocking_send(chunk).is_ok()
+                });
+            });
+            while let Some(records) = ready.recv().await {
+                let mut records = records?.into_iter();
+                while let Some(first) = records.next() {
+                    let (next, _) = self
+                        .fold_ready(
+                            first,
+                            || Ok::<_, std::convert::Infallible>(records.next()),
+                            writing,
+                        )
+                        .await;
+                    from = next;
+                }
+            }
+            let _ = reader.await;
+            // Nothing read below the head: the subscription will say why.
+            if from == started {
+                return Ok(from);
+            }
+        }
+    }
+
     /// Folds the next record and whatever else is ready, under one write lock; returns the
     /// next offset to fold, `None` once the log has closed.
     async fn fold_batch(
@@ -456,44 +530,70 @@ impl Projector {
         let Some(first) = subscription.next().await.transpose()? else {
             return Ok(None);
         };
+        // `next` is cancel-safe: polling it once loses nothing.
+        let ready = || subscription.next().now_or_never().flatten().transpose();
+        match self.fold_ready(first, ready, writing).await {
+            (next, None) => Ok(Some(next)),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Folds `first` and the records `ready` gives without waiting, under one write lock, up
+    /// to [`FOLD_BATCH`] or a checkpoint; returns the next offset to fold, and the error that
+    /// ended the batch, if one did (what was folded before it is published).
+    async fn fold_ready<E>(
+        &self,
+        first: Record,
+        mut ready: impl FnMut() -> Result<Option<Record>, E>,
+        writing: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> (Offset, Option<E>) {
         let mut state = self.inner.state.write().await;
-        let mut due = self.fold_one(&mut state, &first);
+        // While the last checkpoint is still being written (catching up on a long log), none
+        // is due: checkpoints are a cache, and the fold must not wait for the disk. The next
+        // is taken as soon as the writer is free.
+        let busy = writing.as_ref().is_some_and(|w| !w.is_finished());
+        let due_at = if busy {
+            u64::MAX
+        } else {
+            let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+            checkpoints.next_due(state.offset, &self.inner.config)
+        };
+        state.apply(&first);
         let mut next = first.offset.next();
-        // A batch ends at a checkpoint's offset, so that checkpoints fall on the spacing.
+        let mut failed = None;
+        // A batch ends where a checkpoint is due.
         for _ in 1..FOLD_BATCH {
-            if due {
+            if state.offset >= due_at {
                 break;
             }
-            let ready = tokio::select! {
-                biased;
-                r = subscription.next() => r,
-                () = std::future::ready(()) => break,
-            };
-            let Some(record) = ready.transpose()? else {
-                break;
-            };
-            due = self.fold_one(&mut state, &record);
-            next = record.offset.next();
+            match ready() {
+                Ok(Some(record)) => {
+                    state.apply(&record);
+                    next = record.offset.next();
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         let offset = state.offset;
         // Serializing takes longer than copying: the copy is written while folding goes on.
-        // While the previous one is still being written (catching up on a long log), this one
-        // is skipped: checkpoints are a cache, and the fold must not wait for the disk.
-        let busy = writing.as_ref().is_some_and(|w| !w.is_finished());
-        let snapshot = (due && !busy).then(|| state.clone());
+        let snapshot = (offset >= due_at).then(|| state.clone());
         drop(state);
+        if snapshot.is_some() {
+            self.inner
+                .checkpoints
+                .lock()
+                .expect("checkpoints")
+                .last_taken = offset;
+        }
         self.inner.folded.send_replace(offset);
         if let Some(snapshot) = snapshot {
             self.checkpoint(snapshot, writing).await;
         }
-        Ok(Some(next))
-    }
-
-    /// Folds one record; whether a checkpoint is due after it.
-    fn fold_one(&self, state: &mut State, record: &Record) -> bool {
-        state.apply(record);
-        let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
-        checkpoints.due_at(state.offset)
+        (next, failed)
     }
 
     /// Writes a checkpoint of `state` in the background, one at a time.
@@ -528,19 +628,14 @@ impl Projector {
         file.write_all(&body)?;
         drop(file);
         std::fs::rename(&tmp, &path)?;
-        let mut checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
-        checkpoints.files.insert(state.offset, path);
-        checkpoints.last_bytes = body.len() as u64;
-        while checkpoints.files.len() > self.inner.config.checkpoints_kept.max(1) {
-            checkpoints.spacing *= 2;
-            let spacing = checkpoints.spacing;
-            checkpoints.files.retain(|offset, path| {
-                let keep = offset % spacing == 0;
-                if !keep {
-                    let _ = std::fs::remove_file(path);
-                }
-                keep
-            });
+        let gone = self.inner.checkpoints.lock().expect("checkpoints").insert(
+            state.offset,
+            path,
+            body.len() as u64,
+            self.inner.config.checkpoints_kept,
+        );
+        for path in gone {
+            let _ = std::fs::remove_file(path);
         }
         Ok(())
     }
@@ -580,25 +675,7 @@ fn replay_from(
     };
     std::thread::scope(|scope| {
         let (chunks, ready) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        scope.spawn(move || {
-            let mut next = from;
-            while next <= until {
-                let want = usize::try_from(until - next + 1).unwrap_or(usize::MAX);
-                let read = log.read(
-                    Offset::new(next).expect("offsets start at 1"),
-                    want.min(REPLAY_CHUNK),
-                );
-                let last = read.as_ref().ok().and_then(|r| r.last()).map(|r| r.offset);
-                // The folder has stopped (an error, no base, or a short log): so does the reader.
-                if chunks.send(read).is_err() {
-                    return;
-                }
-                match last {
-                    Some(last) => next = last.get() + 1,
-                    None => return,
-                }
-            }
-        });
+        scope.spawn(move || read_ahead(log, from, until, |chunk| chunks.send(chunk).is_ok()));
         let Some(mut state) = load() else {
             return Ok(None);
         };
@@ -619,6 +696,32 @@ fn replay_from(
         }
         Ok(Some(state))
     })
+}
+
+/// Reads the records from `from` to `until` in chunks, handing each to `send` until it
+/// returns false (its reader has stopped), the log ends, or a read fails (the error is sent).
+fn read_ahead(
+    log: &Log,
+    from: u64,
+    until: u64,
+    mut send: impl FnMut(Result<Vec<Record>, cairn_log::Error>) -> bool,
+) {
+    let mut next = from;
+    while next <= until {
+        let want = usize::try_from(until - next + 1).unwrap_or(usize::MAX);
+        let read = log.read(
+            Offset::new(next).expect("offsets start at 1"),
+            want.min(REPLAY_CHUNK),
+        );
+        let last = read.as_ref().ok().and_then(|r| r.last()).map(|r| r.offset);
+        if !send(read) {
+            return;
+        }
+        match last {
+            Some(last) => next = last.get() + 1,
+            None => return,
+        }
+    }
 }
 
 /// A checkpoint's body: the state in MessagePack, structs as maps (field names kept, so that
@@ -655,25 +758,42 @@ fn list_checkpoints(dir: &Path) -> BTreeMap<u64, PathBuf> {
         .collect()
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn due(spacing: u64, last_bytes: u64) -> Vec<u64> {
-        let checkpoints = Checkpoints {
+    /// The checkpoints kept after folding `records`, taking one whenever due unless the last
+    /// is still being written (for `busy` records after it is taken), each of `bytes`.
+    fn kept_after(records: u64, every: u64, kept: usize, bytes: u64, busy: u64) -> Vec<u64> {
+        let mut config = ProjectorConfig::new("unused");
+        config.checkpoint_every = every;
+        config.checkpoints_kept = kept;
+        let mut checkpoints = Checkpoints {
             files: BTreeMap::new(),
-            spacing,
-            last_bytes,
+            last_taken: 0,
+            last_bytes: 0,
         };
-        (1..=100_000).filter(|o| checkpoints.due_at(*o)).collect()
+        let mut free_at = 0;
+        for offset in 1..=records {
+            if offset >= free_at && offset >= checkpoints.next_due(offset, &config) {
+                checkpoints.last_taken = offset;
+                free_at = offset + busy;
+                checkpoints.insert(offset, PathBuf::new(), bytes, kept);
+            }
+        }
+        checkpoints.files.into_keys().collect()
+    }
+
+    /// The widest stretch of the log with no checkpoint in it.
+    fn widest_gap(offsets: &[u64], records: u64) -> u64 {
+        std::iter::once(0)
+            .chain(offsets.iter().copied())
+            .chain(std::iter::once(records))
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(records)
     }
 
     #[test]
@@ -697,20 +817,46 @@ mod tests {
 
     #[test]
     fn a_small_state_is_checkpointed_at_the_spacing() {
-        assert_eq!(due(10_000, 0).len(), 10);
-        assert_eq!(due(10_000, 10_000 * STATE_BYTES_PER_RECORD).len(), 10);
+        let every_10k: Vec<u64> = (1..=10).map(|k| k * 10_000).collect();
+        assert_eq!(kept_after(100_000, 10_000, 128, 0, 0), every_10k);
+        assert_eq!(
+            kept_after(100_000, 10_000, 128, 10_000 * STATE_BYTES_PER_RECORD, 0),
+            every_10k
+        );
     }
 
     #[test]
-    fn a_big_state_waits_longer_on_multiples_of_the_spacing() {
-        // 30,000 records' worth of bytes: every 40,000 (10,000 · 2²), never more often.
+    fn a_big_state_waits_longer() {
+        // 30,000 records' worth of bytes: every 30,000 records, never more often.
         assert_eq!(
-            due(10_000, 30_000 * STATE_BYTES_PER_RECORD),
-            [40_000, 80_000]
+            kept_after(100_000, 10_000, 128, 30_000 * STATE_BYTES_PER_RECORD, 0),
+            [10_000, 40_000, 70_000, 100_000]
         );
-        assert_eq!(
-            due(10_000, 200_000 * STATE_BYTES_PER_RECORD),
-            Vec::<u64>::new()
+    }
+
+    #[test]
+    fn a_long_log_keeps_as_many_spread_over_all_of_it() {
+        let offsets = kept_after(1_000_000, 1_000, 16, 0, 0);
+        assert_eq!(offsets.len(), 16);
+        // Evenly would be 62,500 apart; thinning by the smallest gap keeps within twice that.
+        let widest = widest_gap(&offsets, 1_000_000);
+        assert!(
+            widest <= 125_000,
+            "{widest} records with no checkpoint: {offsets:?}"
         );
+    }
+
+    #[test]
+    fn one_not_taken_while_the_last_is_written_is_taken_when_the_writer_is_free() {
+        // Writing takes 25,000 records' time: each is taken as soon as the last is written,
+        // so none is more than that apart, however many were due meanwhile.
+        let offsets = kept_after(400_000, 10_000, 128, 0, 25_000);
+        assert_eq!(offsets.len(), 16);
+        assert_eq!(widest_gap(&offsets, 400_000), 25_000);
+        // Thinned, they still cover the whole log.
+        let offsets = kept_after(4_000_000, 10_000, 32, 0, 25_000);
+        assert_eq!(offsets.len(), 32);
+        let widest = widest_gap(&offsets, 4_000_000);
+        assert!(widest <= 2 * 4_000_000 / 32, "{widest}: {offsets:?}");
     }
 }

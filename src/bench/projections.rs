@@ -114,16 +114,21 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
         peak_rss_mib()
     );
     println!();
-    let spacing = checkpoints
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .min()
-        .unwrap_or(0);
+    let gaps: Vec<u64> = checkpoints.windows(2).map(|w| w[1] - w[0]).collect();
     println!(
-        "checkpoints: {} kept, every {spacing} records, {:.0} MiB on disk in all",
+        "checkpoints: {} kept, {} to {} records apart, {:.0} MiB on disk in all",
         checkpoints.len(),
+        gaps.iter().min().unwrap_or(&0),
+        gaps.iter().max().unwrap_or(&0),
         checkpoint_bytes as f64 / (1 << 20) as f64
     );
+    // Halfway between the two checkpoints around the middle of the log.
+    let below = checkpoints.iter().rev().find(|c| **c <= head / 2);
+    let above = checkpoints.iter().find(|c| **c > head / 2);
+    let middle_offset = match (below, above) {
+        (Some(b), Some(a)) => b + (a - b) / 2,
+        _ => head / 2,
+    };
 
     // The state as of offsets spread over the whole log (a golden-ratio walk), every one
     // computed afresh: no as-of cache.
@@ -132,10 +137,7 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
     let mut distance = Histogram::<u64>::new(3)?;
     let mut middle = Duration::ZERO;
     let targets = (0..as_of_queries as u64).map(|k| 1 + (k * 0x9e37_79b9) % head);
-    for (k, offset) in std::iter::once(head / 2 + spacing / 2)
-        .chain(targets)
-        .enumerate()
-    {
+    for (k, offset) in std::iter::once(middle_offset).chain(targets).enumerate() {
         let started = Instant::now();
         let view = projector.as_of(offset).await?;
         let took = started.elapsed();

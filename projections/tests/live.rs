@@ -1,0 +1,82 @@
+//! The live fold against a real log: catching up a long log (a reader thread reading ahead),
+//! then following appends, gives the state a replay gives, and so does the state as of each
+//! checkpoint it wrote on the way.
+#![cfg(feature = "live")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_log::engine::{Log, LogConfig, SystemClock};
+use cairn_log::event::Entry;
+use cairn_projections::live::{replay, Projector, ProjectorConfig};
+use cairn_projections::synth::Seeded;
+use cairn_projections::State;
+use prometheus_client::registry::Registry;
+
+async fn append(log: &Log, history: &mut Seeded, records: usize) {
+    let entries: Vec<Entry> = history
+        .next_chunk(records)
+        .into_iter()
+        .map(|r| Entry {
+            actor: r.actor,
+            event: r.event,
+        })
+        .collect();
+    log.append(entries).await.unwrap();
+}
+
+fn json(state: &State) -> String {
+    serde_json::to_string(state).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open_single_node(
+        LogConfig::new(dir.path().join("log")),
+        Arc::new(SystemClock),
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap();
+    let mut history = Seeded::default();
+    // Several read-ahead chunks behind: the fold catches up rather than subscribing.
+    for _ in 0..5 {
+        append(&log, &mut history, 10_000).await;
+    }
+    let mut config = ProjectorConfig::new(dir.path().join("checkpoints"));
+    config.checkpoint_every = 4_000;
+    let projector = Projector::start(log.clone(), config).await.unwrap();
+    let wait = |offset| {
+        let projector = projector.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), projector.wait_for(offset))
+                .await
+                .expect("the live fold reaches the head in time")
+                .unwrap()
+        }
+    };
+    let head = log.head();
+    wait(head).await;
+    let replayed = replay(&log, State::default(), head).unwrap();
+    assert_eq!(json(&*projector.current().await), json(&replayed));
+
+    // Then it follows appends, through a subscription.
+    append(&log, &mut history, 3_000).await;
+    let head = log.head();
+    wait(head).await;
+    let replayed = replay(&log, State::default(), head).unwrap();
+    assert_eq!(json(&*projector.current().await), json(&replayed));
+
+    // Checkpoints were written on the way, and the state as of each (and just after) is the
+    // replay's.
+    let checkpoints = projector.checkpoints();
+    assert!(checkpoints.len() >= 2, "checkpoints: {checkpoints:?}");
+    for offset in checkpoints.iter().flat_map(|c| [*c, c + 17]) {
+        let offset = offset.min(head);
+        let as_of = projector.as_of(offset).await.unwrap();
+        let replayed = replay(&log, State::default(), offset).unwrap();
+        assert_eq!(json(&as_of), json(&replayed), "as of {offset}");
+    }
+    log.close().await;
+}
