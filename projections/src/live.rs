@@ -48,8 +48,9 @@ const FOLD_BATCH: usize = 1024;
 /// Longest header line read from a checkpoint (they are ~200 bytes).
 const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
-/// state as JSON, in `<offset>.json` files; format 2 kept every removed framework.
-const CHECKPOINT_FORMAT: u32 = 3;
+/// state as JSON, in `<offset>.json` files; format 2 kept every removed framework; format 3
+/// held times as RFC 3339 text.
+const CHECKPOINT_FORMAT: u32 = 4;
 /// Bytes of checkpoint per record folded, at most: the next checkpoint waits for at least
 /// (the last one's size / this) records.
 /// Copying, serializing and writing a checkpoint takes ~7 ns a byte here, so this holds
@@ -813,6 +814,34 @@ mod tests {
                 serde_json::to_string(&state).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn a_checkpoint_of_this_format_still_decodes_to_the_state_it_holds() {
+        // The golden log's state, checkpointed when this format was made. If it no longer
+        // decodes to what the log folds to, the format changed: bump CHECKPOINT_FORMAT (old
+        // checkpoints are then refused, not misread), and regenerate with CAIRN_UPDATE_GOLDEN=1.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let records: Vec<Record> =
+            std::fs::read_to_string(dir.join("../log/tests/golden/v1.events.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let mut state = State::default();
+        state.advance(&records, u64::MAX);
+        let path = dir.join(format!(
+            "tests/golden/checkpoint.v{CHECKPOINT_FORMAT}.msgpack"
+        ));
+        if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, encode_state(&state).unwrap()).unwrap();
+        }
+        let committed = std::fs::read(&path).expect("set CAIRN_UPDATE_GOLDEN=1 to create it");
+        assert!(
+            decode_state(&committed).unwrap() == state,
+            "{} no longer decodes to the golden log's state",
+            path.display()
+        );
     }
 
     #[test]

@@ -168,7 +168,9 @@ impl fmt::Display for Term {
 }
 
 /// A moment in UTC with microsecond precision, as assigned by the leader. Folds read time only
-/// from here; it is encoded in JSON as RFC 3339 (`2026-11-26T13:29:21.000123Z`).
+/// from here; it is encoded in JSON as RFC 3339 (`2026-11-26T13:29:21.000123Z`), and in binary
+/// formats (MessagePack checkpoints) as microseconds since the epoch: an integer, not text to
+/// format and parse.
 /// The default is the Unix epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -302,7 +304,11 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
     }
 }
 
@@ -320,7 +326,11 @@ impl<'de> Deserialize<'de> for Timestamp {
                 Timestamp::parse_rfc3339(s).map_err(E::custom)
             }
         }
-        d.deserialize_str(Rfc3339)
+        if d.is_human_readable() {
+            d.deserialize_str(Rfc3339)
+        } else {
+            i64::deserialize(d).map(Timestamp)
+        }
     }
 }
 
