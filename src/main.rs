@@ -1,6 +1,11 @@
 //! `cairn`: the one binary. Parses the command line and wires the crates together; no domain
 //! logic lives here (nothing depends on this package).
 
+/// Folds and decoders allocate small strings and B-tree nodes by the million; glibc's malloc
+/// spent 10–20% of a replay in itself (ARCHITECTURE.md, "Live state").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent_api;
 mod agent_cmd;
 mod api;
