@@ -133,6 +133,8 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
     // The state as of offsets spread over the whole log (a golden-ratio walk), every one
     // computed afresh: no as-of cache.
     let mut latency = Histogram::<u64>::new(3)?;
+    // Each query's offset, base checkpoint and time, to look again at the slowest.
+    let mut queries = Vec::new();
     // How far each query replays: from the checkpoint at or before it.
     let mut distance = Histogram::<u64>::new(3)?;
     let mut middle = Duration::ZERO;
@@ -147,8 +149,10 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
             middle = took;
         } else {
             let base = checkpoints.iter().rev().find(|c| **c <= offset);
-            distance.record(offset - base.copied().unwrap_or(0))?;
+            let base = base.copied().unwrap_or(0);
+            distance.record(offset - base)?;
             latency.record(took.as_micros() as u64)?;
+            queries.push((took, offset, base));
         }
     }
     println!();
@@ -167,6 +171,27 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
         distance.value_at_quantile(0.99),
         distance.max()
     );
+    // The slowest again, and the checkpoint each starts from alone: a query slower than its
+    // load plus its replay explain, and faster the second time, met something else.
+    queries.sort_by_key(|q| std::cmp::Reverse(q.0));
+    println!();
+    println!("| slowest asOf queries | records replayed | first | again | its checkpoint alone |");
+    println!("|---|---:|---:|---:|---:|");
+    for (took, offset, base) in queries.into_iter().take(3) {
+        let started = Instant::now();
+        drop(projector.as_of(offset).await?);
+        let again = started.elapsed();
+        let started = Instant::now();
+        drop(projector.as_of(base).await?);
+        let load = started.elapsed();
+        println!(
+            "| as of {offset} | {} | {} | {} | {} |",
+            offset - base,
+            ms(took.as_micros() as u64),
+            ms(again.as_micros() as u64),
+            ms(load.as_micros() as u64)
+        );
+    }
     println!("peak RSS of the process: {} MiB", peak_rss_mib());
     log.close().await;
     Ok(())
