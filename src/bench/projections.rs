@@ -171,8 +171,8 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
         distance.value_at_quantile(0.99),
         distance.max()
     );
-    // The slowest again, and the checkpoint each starts from alone: a query slower than its
-    // load plus its replay explain, and faster the second time, met something else.
+    // The slowest again, and the checkpoint each starts from alone: whether a slow query was
+    // its load, its replay, or something it met once (faster the second time).
     queries.sort_by_key(|q| std::cmp::Reverse(q.0));
     println!();
     println!("| slowest asOf queries | records replayed | first | again | its checkpoint alone |");
