@@ -3,8 +3,8 @@
 //! Opens the log, joins or creates its cluster, and serves on one port: the operational
 //! endpoints (`/livez`, `/readyz`, `/metrics`), the log's client API (`/v1/log/*`), cluster
 //! membership (`/v1/cluster/*`), the projections (`/v1/state`, `/graphql`) and the routes
-//! other masters call (`/raft/*`). SIGINT or
-//! SIGTERM stop the server, then close the log after every queued append is durable.
+//! other masters call (`/raft/*`). SIGINT or SIGTERM stop the server (open connections get
+//! [`DRAIN_GRACE`] to finish), then close the log after every queued append is durable.
 //! `cairn dev` is a master whose cluster is itself.
 
 use std::future::IntoFuture;
@@ -209,9 +209,9 @@ async fn run(
         "{name} is serving on http://{}", config.listen
     );
     let agent = agent.map(|agent| tokio::spawn(cairn_agent::run(agent, shutdown.clone())));
-    server.await.context("server task")??;
+    drained(server, &shutdown, "server").await?;
     if let Some(marathon) = marathon {
-        marathon.await.context("marathon-port server task")??;
+        drained(marathon, &shutdown, "marathon-port server").await?;
     }
     if let Some(agent) = agent {
         agent.await.context("agent task")??;
@@ -222,6 +222,31 @@ async fn run(
         "stopped; every acknowledged append is durable"
     );
     Ok(())
+}
+
+/// How long open connections may hold up a stopping master: a stream that outlives the
+/// drain (one forwarded from another master, a client that never hangs up) is cut then.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits for a server to finish its graceful shutdown, at most [`DRAIN_GRACE`] once
+/// `shutdown` is cancelled.
+async fn drained(
+    mut server: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> anyhow::Result<()> {
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::select! {
+        served = &mut server => Ok(served.with_context(|| format!("{what} task"))??),
+        () = grace => {
+            tracing::warn!("{what}: connections still open {DRAIN_GRACE:?} after shutdown; closing them");
+            server.abort();
+            Ok(())
+        }
+    }
 }
 
 /// Refuses a data dir whose log began differently from the log of any reachable peer: it

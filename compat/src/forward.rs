@@ -7,7 +7,8 @@
 //! when this master stops. Reads are answered here from this master's projections, after it
 //! has caught up with what the leader had committed (read-your-writes). A request already
 //! forwarded is never forwarded again: if leadership moved meanwhile, the handler's own "not
-//! the leader" answer (503) is returned.
+//! the leader" answer (503) is returned. A write that arrives while no leader is known waits
+//! for one ([`cairn_log::engine::LEADER_HOLD`]) before it is forwarded or refused.
 
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
@@ -24,11 +25,18 @@ pub(crate) async fn writes_to_leader(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(Some(leader)) = c.log.leader_elsewhere() else {
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    // A write waits out an election rather than failing; a read is answered here anyway.
+    let leader = if read {
+        c.log.leader_elsewhere()
+    } else {
+        c.log.leader_elsewhere_held().await
+    };
+    let Some(Some(leader)) = leader else {
         // This master leads, or no leader is known (the handler says so).
         return next.run(request).await;
     };
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
+    if read {
         // Read here, once this master has folded every write the leader had committed: a
         // client that just wrote through any master reads its write back.
         let caught_up = async {

@@ -80,8 +80,9 @@ async fn query(State(api): State<Api>, request: Request) -> Response {
     }
     // A mutation reaching a follower is the leader's to decide: sent there, answered as it
     // answers (a query is answered here, from this master's projections).
-    if let Some(Some(leader)) = api.log.leader_elsewhere() {
-        if mutation && !was_forwarded(&parts) {
+    // One that arrives during an election waits for the new leader (`LEADER_HOLD`).
+    if mutation && !was_forwarded(&parts) {
+        if let Some(Some(leader)) = api.log.leader_elsewhere_held().await {
             return match api
                 .forwarder
                 .forward(&leader, &parts, body, std::future::pending())

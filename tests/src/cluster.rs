@@ -2,7 +2,7 @@
 //! (SIGKILL), ask their status, append through them, and read their logs back offline.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::{cairn_bin, http_to, Proc};
@@ -98,10 +98,20 @@ impl Masters {
         c
     }
 
+    /// Where master `i` writes its warnings and errors, across restarts.
+    fn stderr_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("m{}.stderr", i + 1))
+    }
+
     pub fn start(&mut self, i: usize, members: usize) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path(i))
+            .expect("open the master's stderr file");
         let child = self
             .command(i, members)
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn cairn master");
         self.procs[i] = Some(Proc(child));
@@ -124,9 +134,16 @@ impl Masters {
         if let Some(mut p) = self.procs[i].take() {
             let pid = nix::unistd::Pid::from_raw(p.0.id() as i32);
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-            let status = p
-                .wait_for_exit(Duration::from_secs(30))
-                .expect("master stops on SIGTERM");
+            let Some(status) = p.wait_for_exit(Duration::from_secs(30)) else {
+                let stderr = std::fs::read_to_string(self.stderr_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "master {} did not stop within 30 s of SIGTERM; its stderr ends:\n{}",
+                    i + 1,
+                    tail.join("\n")
+                );
+            };
             assert!(status.success(), "master {} exited with {status}", i + 1);
         }
     }

@@ -163,3 +163,28 @@ fn acknowledged_appends_survive_repeated_leader_kills() {
         dumps[0].lines().count()
     );
 }
+
+/// A write that reaches a member before any leader exists waits for one (`LEADER_HOLD`) and
+/// is forwarded to it, rather than failing with "no leader is known": clients pointed at any
+/// master keep working through an election.
+#[test]
+fn a_write_reaching_a_member_before_any_leader_waits_for_one() {
+    let mut m = Masters::on_loopback(3);
+    // Member 1 creates the cluster; until it runs, members 2 and 3 know no leader.
+    m.start(1, 3);
+    m.start(2, 3);
+    wait_until("member 2 to answer, knowing no leader", MINUTE, || {
+        m.status(1).is_some_and(|s| s["leader"].is_null())
+    });
+    let addr = m.addr(1);
+    let write = std::thread::spawn(move || {
+        let entry = job_entry("before-any-leader");
+        cairn_tests::http_to(&addr, "POST", "/v1/log/append", &entry, MINUTE)
+    });
+    // The write is on its way before member 1 even starts; an election takes longer still.
+    m.start(0, 3);
+    let (code, body) = write.join().unwrap().expect("an answer");
+    assert_eq!(code, 200, "the write waited for the leader: {body}");
+    let ack: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(ack["first"].as_u64().is_some(), "acknowledged: {body}");
+}

@@ -31,6 +31,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+
+/// How long a write that reaches a member with no known leader waits for one to be elected
+/// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
+/// timeouts), short enough that a client without a cluster gets its answer soon.
+pub const LEADER_HOLD: Duration = Duration::from_secs(5);
 use store::Chunks;
 pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, SEGMENT_BYTES};
 pub use subscribe::{Follow, Subscription};
@@ -751,7 +756,11 @@ impl Log {
         if bytes > limit {
             return Err(Error::AppendTooLarge { bytes, limit });
         }
-        if let Some(leader) = self.leader_elsewhere() {
+        let leader = match forwarding {
+            Forwarding::Allowed => self.leader_elsewhere_held().await,
+            Forwarding::AlreadyForwarded => self.leader_elsewhere(),
+        };
+        if let Some(leader) = leader {
             return match (forwarding, leader) {
                 (Forwarding::Allowed, Some(addr)) => {
                     net::forward(&self.shared.http, &addr, &payloads).await
@@ -786,6 +795,19 @@ impl Log {
             ),
             None => Some(None),
         }
+    }
+
+    /// Like [`Log::leader_elsewhere`], but while no leader is known (an election is under
+    /// way, or this member has just started and not yet heard from the leader) waits up to
+    /// [`LEADER_HOLD`] for one. A write that reaches a follower then goes to the new leader
+    /// rather than failing: clients point at any master and expect that, as Nomad holds its
+    /// RPCs through an election (`rpc_hold_timeout`, 5 s too).
+    pub async fn leader_elsewhere_held(&self) -> Option<Option<String>> {
+        if let Some(None) = self.leader_elsewhere() {
+            // No leader in time is answered as before: "no leader is known".
+            let _ = self.wait_for_leader(LEADER_HOLD).await;
+        }
+        self.leader_elsewhere()
     }
 
     /// Waits until this member has applied everything the leader had committed when asked: a
