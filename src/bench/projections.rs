@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_log::event::Entry;
-use cairn_projections::live::{replay, Projector, ProjectorConfig};
+use cairn_projections::live::{decode_state, encode_state, replay, Projector, ProjectorConfig};
 use cairn_projections::synth::Seeded;
 use cairn_projections::{Fold, State};
 use hdrhistogram::Histogram;
@@ -50,6 +50,7 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
         state.anomalies.count,
         state_bytes as f64 / (1 << 20) as f64,
     );
+    checkpoint_costs(&state)?;
     drop(state);
     println!();
     println!("| replay into projections | events/s | peak RSS of the process so far |");
@@ -194,5 +195,44 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
     }
     println!("peak RSS of the process: {} MiB", peak_rss_mib());
     log.close().await;
+    Ok(())
+}
+
+/// Where loading a checkpoint of the final state goes: decoding each part of it, and a clone
+/// of it in memory, which no owned copy of the state can beat (it allocates as much).
+fn checkpoint_costs(state: &State) -> anyhow::Result<()> {
+    fn part<T: serde::Serialize + serde::de::DeserializeOwned>(
+        name: &str,
+        value: &T,
+    ) -> anyhow::Result<()> {
+        let body = encode_state(value)?;
+        let started = Instant::now();
+        let decoded: T = decode_state(&body).map_err(anyhow::Error::msg)?;
+        let took = started.elapsed();
+        drop(decoded);
+        println!(
+            "| {name} | {} | {} |",
+            body.len(),
+            ms(took.as_micros() as u64)
+        );
+        Ok(())
+    }
+    println!();
+    println!("| a checkpoint of the final state | bytes | decode |");
+    println!("|---|---:|---:|");
+    part("all of it", state)?;
+    part("cluster", &state.cluster)?;
+    part("tasks", &state.tasks)?;
+    part("apps", &state.apps)?;
+    part("jobs", &state.jobs)?;
+    part("audit", &state.audit)?;
+    let started = Instant::now();
+    let copy = state.clone();
+    let took = started.elapsed();
+    drop(copy);
+    println!(
+        "| a clone of the state in memory | | {} |",
+        ms(took.as_micros() as u64)
+    );
     Ok(())
 }
