@@ -19,6 +19,8 @@
 pub mod apps;
 pub mod audit;
 pub mod cluster;
+#[cfg(feature = "live")]
+mod indexed;
 pub mod jobs;
 #[cfg(feature = "live")]
 pub mod live;
