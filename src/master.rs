@@ -209,10 +209,14 @@ async fn run(
         "{name} is serving on http://{}", config.listen
     );
     let agent = agent.map(|agent| tokio::spawn(cairn_agent::run(agent, shutdown.clone())));
-    drained(server, &shutdown, "server").await?;
-    if let Some(marathon) = marathon {
-        drained(marathon, &shutdown, "marathon-port server").await?;
-    }
+    // Both drain at once, so neither waits out the other's grace.
+    let marathon = async {
+        match marathon {
+            Some(marathon) => drained(marathon, &shutdown, "marathon-port server").await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(drained(server, &shutdown, "server"), marathon)?;
     if let Some(agent) = agent {
         agent.await.context("agent task")??;
     }

@@ -31,11 +31,6 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-
-/// How long a write that reaches a member with no known leader waits for one to be elected
-/// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
-/// timeouts), short enough that a client without a cluster gets its answer soon.
-pub const LEADER_HOLD: Duration = Duration::from_secs(5);
 use store::Chunks;
 pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, SEGMENT_BYTES};
 pub use subscribe::{Follow, Subscription};
@@ -46,6 +41,11 @@ use crate::event::{Entry, Term, Timestamp};
 use crate::record::{Offset, Record};
 use metrics::Metrics;
 use raft::{Applied, AppliedMarker, Node, NodeId, Proposal, Raft, SnapshotTip, TypeConfig};
+
+/// How long a write that reaches a member with no known leader waits for one to be elected
+/// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
+/// timeouts), short enough that a client without a cluster gets its answer soon.
+pub const LEADER_HOLD: Duration = Duration::from_secs(5);
 
 /// Placement, membership and limits of a log. Every limit says why its default was chosen.
 #[derive(Debug, Clone)]
