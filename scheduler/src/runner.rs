@@ -106,6 +106,14 @@ impl From<Refusal> for Error {
     }
 }
 
+/// `Ok` when this master leads (`leader_elsewhere` is `None`), else "not the leader".
+fn leads(leader_elsewhere: Option<Option<String>>) -> Result<()> {
+    match leader_elsewhere {
+        None => Ok(()),
+        Some(leader) => Err(Error::NotLeader { leader }),
+    }
+}
+
 impl From<cairn_log::Error> for Error {
     fn from(e: cairn_log::Error) -> Self {
         match e {
@@ -253,10 +261,14 @@ impl Runner {
     }
 
     fn ensure_leader(&self) -> Result<()> {
-        match self.inner.log.leader_elsewhere() {
-            None => Ok(()),
-            Some(leader) => Err(Error::NotLeader { leader }),
-        }
+        leads(self.inner.log.leader_elsewhere())
+    }
+
+    /// [`Runner::ensure_leader`], but waiting out an election first
+    /// ([`cairn_log::engine::LEADER_HOLD`]): a write forwarded here by a follower just as
+    /// leadership moves is decided once a leader is known, rather than refused.
+    async fn ensure_leader_held(&self) -> Result<()> {
+        leads(self.inner.log.leader_elsewhere_held().await)
     }
 
     fn master(&self) -> Actor {
@@ -272,7 +284,7 @@ impl Runner {
         &self,
         decide: impl FnOnce(&State) -> Result<Decision<T>>,
     ) -> Result<(Option<cairn_log::engine::Appended>, T)> {
-        self.ensure_leader()?;
+        self.ensure_leader_held().await?;
         let mut synced = self.inner.writes.lock().await;
         let term = self.inner.log.term();
         if *synced != term {

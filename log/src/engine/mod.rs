@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::SnapshotMeta;
+use openraft::{RaftMetrics, SnapshotMeta};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -46,6 +46,23 @@ use raft::{Applied, AppliedMarker, Node, NodeId, Proposal, Raft, SnapshotTip, Ty
 /// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
 /// timeouts), short enough that a client without a cluster gets its answer soon.
 pub const LEADER_HOLD: Duration = Duration::from_secs(5);
+
+/// Who leads, as `metrics` see it from member `me`: `None` if `me` does; otherwise the
+/// leader's address, `None` while no leader is known or its address is not (a follower can
+/// learn who won an election before the log entry that names the winner's address).
+fn leader_seen_from(metrics: &RaftMetrics<NodeId, Node>, me: NodeId) -> Option<Option<String>> {
+    match metrics.current_leader {
+        Some(id) if id == me => None,
+        Some(id) => Some(
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone()),
+        ),
+        None => Some(None),
+    }
+}
 
 /// Placement, membership and limits of a log. Every limit says why its default was chosen.
 #[derive(Debug, Clone)]
@@ -783,29 +800,27 @@ impl Log {
     /// `None` if this member leads; otherwise `Some(leader's address, if one is known)`.
     pub fn leader_elsewhere(&self) -> Option<Option<String>> {
         // Called on every append: read the metrics in place rather than cloning them.
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        match m.current_leader {
-            Some(id) if id == self.shared.config.node_id => None,
-            Some(id) => Some(
-                m.membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone()),
-            ),
-            None => Some(None),
-        }
+        leader_seen_from(&self.raft.metrics().borrow(), self.shared.config.node_id)
     }
 
-    /// Like [`Log::leader_elsewhere`], but while no leader is known (an election is under
-    /// way, or this member has just started and not yet heard from the leader) waits up to
-    /// [`LEADER_HOLD`] for one. A write that reaches a follower then goes to the new leader
-    /// rather than failing: clients point at any master and expect that, as Nomad holds its
-    /// RPCs through an election (`rpc_hold_timeout`, 5 s too).
+    /// Like [`Log::leader_elsewhere`], but while no leader's address is known (an election
+    /// is under way, or this member has just started and heard of the leader before the
+    /// membership that names its address) waits up to [`LEADER_HOLD`] for one. A write that
+    /// reaches a follower then goes to the new leader rather than failing: clients point at
+    /// any master and expect that, as Nomad holds its RPCs through an election
+    /// (`rpc_hold_timeout`, 5 s too).
     pub async fn leader_elsewhere_held(&self) -> Option<Option<String>> {
+        let me = self.shared.config.node_id;
         if let Some(None) = self.leader_elsewhere() {
             // No leader in time is answered as before: "no leader is known".
-            let _ = self.wait_for_leader(LEADER_HOLD).await;
+            let _ = self
+                .raft
+                .wait(Some(LEADER_HOLD))
+                .metrics(
+                    |m| leader_seen_from(m, me) != Some(None),
+                    "a leader whose address is known",
+                )
+                .await;
         }
         self.leader_elsewhere()
     }
