@@ -6,7 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cairn_log::event::Entry;
-use cairn_projections::live::{decode_state, encode_state, replay, Projector, ProjectorConfig};
+use cairn_projections::live::{
+    decode_checkpoint, decode_state, encode_checkpoint, encode_state, replay, Projector,
+    ProjectorConfig,
+};
 use cairn_projections::synth::Seeded;
 use cairn_projections::{Fold, State};
 use hdrhistogram::Histogram;
@@ -220,7 +223,16 @@ fn checkpoint_costs(state: &State) -> anyhow::Result<()> {
     println!();
     println!("| a checkpoint of the final state | bytes | decode |");
     println!("|---|---:|---:|");
-    part("all of it", state)?;
+    let body = encode_checkpoint(state)?;
+    let started = Instant::now();
+    let decoded = decode_checkpoint(&body).map_err(anyhow::Error::msg)?;
+    let took = started.elapsed();
+    drop(decoded);
+    println!(
+        "| all of it (its parts on two threads) | {} | {} |",
+        body.len(),
+        ms(took.as_micros() as u64)
+    );
     part("cluster", &state.cluster)?;
     part("tasks", &state.tasks)?;
     part("apps", &state.apps)?;
