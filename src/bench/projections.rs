@@ -204,13 +204,13 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
 /// Where loading a checkpoint of the final state goes: decoding each part of it, and a clone
 /// of it in memory, which no owned copy of the state can beat (it allocates as much).
 fn checkpoint_costs(state: &State) -> anyhow::Result<()> {
-    fn part<T: serde::Serialize + serde::de::DeserializeOwned>(
+    fn row<T>(
         name: &str,
-        value: &T,
+        body: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> anyhow::Result<()> {
-        let body = encode_state(value)?;
         let started = Instant::now();
-        let decoded: T = decode_state(&body).map_err(anyhow::Error::msg)?;
+        let decoded = decode(body).map_err(anyhow::Error::msg)?;
         let took = started.elapsed();
         drop(decoded);
         println!(
@@ -220,19 +220,20 @@ fn checkpoint_costs(state: &State) -> anyhow::Result<()> {
         );
         Ok(())
     }
+    fn part<T: serde::Serialize + serde::de::DeserializeOwned>(
+        name: &str,
+        value: &T,
+    ) -> anyhow::Result<()> {
+        row(name, &encode_state(value)?, decode_state::<T>)
+    }
     println!();
     println!("| a checkpoint of the final state | bytes | decode |");
     println!("|---|---:|---:|");
-    let body = encode_checkpoint(state)?;
-    let started = Instant::now();
-    let decoded = decode_checkpoint(&body).map_err(anyhow::Error::msg)?;
-    let took = started.elapsed();
-    drop(decoded);
-    println!(
-        "| all of it (its parts on two threads) | {} | {} |",
-        body.len(),
-        ms(took.as_micros() as u64)
-    );
+    row(
+        "all of it (its parts on two threads)",
+        &encode_checkpoint(state)?,
+        decode_checkpoint,
+    )?;
     part("cluster", &state.cluster)?;
     part("tasks", &state.tasks)?;
     part("apps", &state.apps)?;
