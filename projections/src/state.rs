@@ -19,7 +19,8 @@ use crate::apps::{
 };
 use crate::audit::{Audit, AuditEntry};
 use crate::cluster::{
-    Agent, AgentStatus, Cluster, Framework, FrameworkStatus, Leader, Master, OutstandingOffer,
+    Agent, AgentStatus, Cluster, Filters, Framework, FrameworkStatus, Leader, Master,
+    OutstandingOffer,
 };
 use crate::jobs::{Attempt, Job, Jobs, MissedRun, Run};
 use crate::tasks::{Status, Task, Tasks};
@@ -277,7 +278,7 @@ impl State {
                     registered_at: at,
                     updated_at: at,
                     suppressed: BTreeSet::new(),
-                    filters: BTreeMap::new(),
+                    filters: Filters::default(),
                 };
                 if self
                     .cluster
@@ -377,7 +378,7 @@ impl State {
                 }
                 // Filters that have run out are dropped, so they do not pile up.
                 if let Some(f) = self.cluster.frameworks.get_mut(&e.framework_id) {
-                    f.filters.retain(|_, until| *until > at);
+                    f.filters.expire(at);
                 }
             }
             Event::OfferRescinded(e) => self.close_offer(offset, &e.offer_id),
