@@ -69,6 +69,15 @@ async fn concurrent_appends_are_dense_ordered_and_survive_reopen() {
     let offsets: Vec<u64> = records.iter().map(|r| r.offset.get()).collect();
     assert_eq!(offsets, (1..=801).collect::<Vec<_>>());
     assert!(matches!(records[0].event, Event::LeaderElected(_)));
+    // A read into a buffer appends to what it holds, the same records as a read.
+    let mut buffer = records[..3].to_vec();
+    log.read_into(Offset::new(400).unwrap(), 50, &mut buffer)
+        .unwrap();
+    assert_eq!(buffer[..3], records[..3]);
+    assert_eq!(buffer[3..], records[399..449]);
+    log.read_into(Offset::new(802).unwrap(), 50, &mut buffer)
+        .unwrap();
+    assert_eq!(buffer.len(), 53, "nothing past the head");
     // Each append's five entries are contiguous and in the order given.
     for ack in &acked {
         let got: Vec<u16> = (ack.first.get()..=ack.last.get())

@@ -886,6 +886,14 @@ impl Log {
         self.shared.store.read(from.get(), limit, self.head())
     }
 
+    /// Reads up to `limit` applied records from `from` into `out`, on this thread (see
+    /// [`Store::read_into`]).
+    pub fn read_into(&self, from: Offset, limit: usize, out: &mut Vec<Record>) -> Result<()> {
+        self.shared
+            .store
+            .read_into(from.get(), limit, self.head(), out)
+    }
+
     /// Walks every applied record checking checksums and the hash chain.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.shared.store.verify(self.head(), |_| {})

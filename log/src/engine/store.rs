@@ -90,6 +90,26 @@ pub struct Store {
     cut: Option<TailCut>,
 }
 
+/// A stored value: the offset of its first frame, and its frames.
+type Group = (u64, sled::IVec);
+
+/// Decodes the records from `from` to `last` held in `values`, appending them to `out`.
+fn decode_values(values: &[Group], from: u64, last: u64, out: &mut Vec<Record>) -> Result<()> {
+    for (first, value) in values {
+        for frame in Frames::new(value, *first) {
+            let frame = frame?;
+            let offset = frame.header.offset;
+            if offset > last {
+                break;
+            }
+            if offset >= from {
+                out.push(frame.decode()?);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn key(offset: u64) -> [u8; 8] {
     offset.to_be_bytes()
 }
@@ -376,8 +396,59 @@ impl Store {
     /// several threads: decoding JSON is where replay spends most of its time. (Scanning sled
     /// from several threads too was measured slower: its page cache contends.)
     pub fn read(&self, from: u64, limit: usize, head: u64) -> Result<Vec<Record>> {
-        if from > head || limit == 0 {
+        let Some((last, values)) = self.scan(from, limit, head)? else {
             return Ok(Vec::new());
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_READ_THREADS);
+        if threads < 2 || values.len() < 2 || last - from < PARALLEL_READ_MIN {
+            let mut out = Vec::new();
+            decode_values(&values, from, last, &mut out)?;
+            return Ok(out);
+        }
+        let per_thread = values.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = values
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        decode_values(part, from, last, &mut out).map(|()| out)
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity((last - from + 1) as usize);
+            for part in parts {
+                out.extend(part.join().expect("decode thread panicked")?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Like [`Store::read`], appending to `out` and decoding on this thread: for a reader that
+    /// already runs beside its consumer (a replay reading ahead of its fold), where more
+    /// threads would only contend for the same cores. A buffer handed back and reused keeps
+    /// its capacity: a fresh multi-megabyte vector per chunk is page faults and copies into
+    /// cold memory.
+    pub fn read_into(
+        &self,
+        from: u64,
+        limit: usize,
+        head: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<()> {
+        match self.scan(from, limit, head)? {
+            Some((last, values)) => decode_values(&values, from, last, out),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored values holding the records from `from` to the last one a read of `limit`
+    /// returns (also returned), `None` if there is none.
+    fn scan(&self, from: u64, limit: usize, head: u64) -> Result<Option<(u64, Vec<Group>)>> {
+        if from > head || limit == 0 {
+            return Ok(None);
         }
         let last = head.min(from.saturating_add(limit as u64 - 1));
         let start = match self.events.range(..=key(from)).next_back().transpose()? {
@@ -389,40 +460,7 @@ impl Store {
             let (k, value) = item?;
             values.push((key_offset(&k)?, value));
         }
-        let decode = |values: &[(u64, sled::IVec)]| -> Result<Vec<Record>> {
-            let mut out = Vec::new();
-            for (first, value) in values {
-                for frame in Frames::new(value, *first) {
-                    let frame = frame?;
-                    let offset = frame.header.offset;
-                    if offset > last {
-                        break;
-                    }
-                    if offset >= from {
-                        out.push(frame.decode()?);
-                    }
-                }
-            }
-            Ok(out)
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_READ_THREADS);
-        if threads < 2 || values.len() < 2 || last - from < PARALLEL_READ_MIN {
-            return decode(&values);
-        }
-        let per_thread = values.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = values
-                .chunks(per_thread)
-                .map(|part| scope.spawn(move || decode(part)))
-                .collect();
-            let mut out = Vec::with_capacity((last - from + 1) as usize);
-            for part in parts {
-                out.extend(part.join().expect("decode thread panicked")?);
-            }
-            Ok(out)
-        })
+        Ok(Some((last, values)))
     }
 
     /// Walks every record up to `head`: checksums, dense offsets, hash chain, monotonic time,
