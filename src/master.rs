@@ -25,7 +25,7 @@ use cairn_projections::live::Projector;
 use cairn_scheduler::Runner;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{DevFlags, MasterConfig, MasterFlags};
 
@@ -269,7 +269,9 @@ async fn same_cluster_as_peers(
         .build()?;
     for (id, addr) in members.iter().filter(|(id, _)| **id != node_id) {
         let Some(status) = peer_status(&http, addr).await else {
-            info!(member = id, %addr, "no answer from this member: its cluster is not checked");
+            // A warning: a member that cannot be asked cannot refuse a stranger either, and
+            // an operator (or a test's stderr at `warn`) should see that it was not checked.
+            warn!(member = id, %addr, "no answer from this member: its cluster is not checked");
             continue;
         };
         if let Some(theirs) = status.genesis.filter(|g| *g != ours) {
