@@ -46,6 +46,8 @@ use raft::{Applied, AppliedMarker, Node, NodeId, Proposal, Raft, SnapshotTip, Ty
 /// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
 /// timeouts), short enough that a client without a cluster gets its answer soon.
 pub const LEADER_HOLD: Duration = Duration::from_secs(5);
+/// Between two tries of a forward to a leader that did not take the connection.
+const FORWARD_RETRY: Duration = Duration::from_millis(50);
 
 /// Who leads, as `metrics` see it from member `me`: `None` if `me` does; otherwise the
 /// leader's address, `None` while no leader is known or its address is not (a follower can
@@ -773,17 +775,32 @@ impl Log {
         if bytes > limit {
             return Err(Error::AppendTooLarge { bytes, limit });
         }
-        let leader = match forwarding {
-            Forwarding::Allowed => self.leader_elsewhere_held().await,
-            Forwarding::AlreadyForwarded => self.leader_elsewhere(),
-        };
-        if let Some(leader) = leader {
-            return match (forwarding, leader) {
-                (Forwarding::Allowed, Some(addr)) => {
-                    net::forward(&self.shared.http, &addr, &payloads).await
-                }
-                (_, leader) => Err(Error::NotLeader { leader }),
+        // A leader can be elected before it takes connections (its start-up still runs the
+        // cluster check and the projections): within the hold, a forward that could not
+        // connect is tried again, the leader read afresh (it may be this member by then).
+        let hold = tokio::time::Instant::now() + LEADER_HOLD;
+        loop {
+            let leader = match forwarding {
+                Forwarding::Allowed => self.leader_elsewhere_held().await,
+                Forwarding::AlreadyForwarded => self.leader_elsewhere(),
             };
+            match (forwarding, leader) {
+                (_, None) => break,
+                (Forwarding::Allowed, Some(Some(addr))) => {
+                    match net::forward(&self.shared.http, &addr, &payloads).await {
+                        Ok(answer) => return answer,
+                        Err(_) if tokio::time::Instant::now() < hold => {
+                            tokio::time::sleep(FORWARD_RETRY).await;
+                        }
+                        Err(e) => {
+                            return Err(Error::NotLeader {
+                                leader: Some(format!("{addr} (unreachable: {e})")),
+                            })
+                        }
+                    }
+                }
+                (_, Some(leader)) => return Err(Error::NotLeader { leader }),
+            }
         }
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -265,26 +265,29 @@ async fn events(
 const FORWARD: &str = "/raft/forward";
 const READ_INDEX: &str = "/raft/read-index";
 
-/// Sends an append to the leader at `addr` (a follower forwarding a client's append).
+/// Sends an append to the leader at `addr` (a follower forwarding a client's append). `Err`
+/// when no connection could be made: nothing was sent, so asking again cannot append twice.
+/// Otherwise the leader's answer.
 pub(crate) async fn forward(
     http: &reqwest::Client,
     addr: &str,
     payloads: &[Box<serde_json::value::RawValue>],
-) -> crate::Result<super::Appended> {
+) -> Result<crate::Result<super::Appended>, reqwest::Error> {
     let url = format!("http://{addr}{FORWARD}");
-    let response =
-        http.post(url)
-            .json(payloads)
-            .send()
-            .await
-            .map_err(|e| crate::Error::NotLeader {
+    let response = match http.post(url).json(payloads).send().await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => return Err(e),
+        Err(e) => {
+            return Ok(Err(crate::Error::NotLeader {
                 leader: Some(format!("{addr} (unreachable: {e})")),
-            })?;
-    let result: Result<super::Appended, String> = response
-        .json()
-        .await
-        .map_err(|e| crate::Error::Raft(format!("forwarded append: {e}")))?;
-    result.map_err(crate::Error::Raft)
+            }))
+        }
+    };
+    let result: Result<super::Appended, String> = match response.json().await {
+        Ok(result) => result,
+        Err(e) => return Ok(Err(crate::Error::Raft(format!("forwarded append: {e}")))),
+    };
+    Ok(result.map_err(crate::Error::Raft))
 }
 
 /// Asks the leader at `addr` for its read index.
