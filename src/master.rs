@@ -253,14 +253,15 @@ async fn drained(
     }
 }
 
-/// Refuses a data dir whose log began differently from the log of any reachable peer: it
-/// belongs to another cluster, even if its membership looks the same.
+/// Refuses a data dir whose cluster differs from any reachable peer's: it belongs to another
+/// cluster, even if its membership looks the same. One that knows no cluster yet holds no
+/// entry, and learns its cluster from its leader.
 async fn same_cluster_as_peers(
     log: &Log,
     members: &std::collections::BTreeMap<u64, String>,
     node_id: u64,
 ) -> anyhow::Result<()> {
-    let Some(ours) = log.status().genesis else {
+    let Some(ours) = log.status().cluster else {
         return Ok(());
     };
     let http = reqwest::Client::builder()
@@ -274,12 +275,8 @@ async fn same_cluster_as_peers(
             warn!(member = id, %addr, "no answer from this member: its cluster is not checked");
             continue;
         };
-        if let Some(theirs) = status.genesis.filter(|g| *g != ours) {
-            bail!(
-                "its log begins with record {}…, member {id}'s with {}…",
-                &ours[..16],
-                &theirs[..16]
-            );
+        if let Some(theirs) = status.cluster.filter(|c| *c != ours) {
+            bail!("its cluster is {ours}, member {id}'s is {theirs}");
         }
     }
     Ok(())

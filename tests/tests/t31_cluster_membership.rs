@@ -182,30 +182,10 @@ fn a_raft_message_from_an_unknown_node_is_refused_and_changes_nothing() {
     m.stop(0);
 }
 
-#[test]
-fn a_data_dir_from_another_cluster_is_refused_even_with_the_same_membership() {
-    let mut x = Masters::on_loopback(3);
-    let run = |m: &mut Masters, who: &str| {
-        for i in 0..3 {
-            m.start(i, 3);
-        }
-        wait_until(who, MINUTE, || m.leader_among(&[0, 1, 2]).is_some());
-        m.append(0, &job_entry(who), SECONDS).expect("append");
-        for i in 0..3 {
-            m.stop(i);
-        }
-    };
-    run(&mut x, "cluster x");
-    // Another cluster on the very same ids and addresses: its membership is indistinguishable.
-    let mut y = Masters::sharing_addresses(&x);
-    run(&mut y, "cluster y");
-
-    x.start(0, 3);
-    x.start(1, 3);
-    wait_until("x to lead again", MINUTE, || {
-        x.leader_among(&[0, 1]).is_some()
-    });
-    let mut stranger = Proc(y.command(2, 3).stderr(Stdio::piped()).spawn().unwrap());
+/// Starts master `i` of `m` on its cluster's ids and addresses while another cluster runs
+/// there: it must refuse to start. Its stderr.
+fn refused_stranger(m: &Masters, i: usize) -> String {
+    let mut stranger = Proc(m.command(i, 3).stderr(Stdio::piped()).spawn().unwrap());
     // Its log is read as it is written: a full pipe would stop it before it could refuse.
     let mut stderr = stranger.0.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -226,27 +206,99 @@ fn a_data_dir_from_another_cluster_is_refused_even_with_the_same_membership() {
         "it did not refuse:\n{err}"
     );
     assert!(err.contains("belongs to another cluster"), "{err}");
+    err
+}
 
-    // And a raft message carrying another log's genesis is refused by x's members.
-    let vote =
-        r#"{"vote":{"leader_id":{"term":99,"node_id":3},"committed":false},"last_log_id":null}"#;
-    let addr = x.addr(0);
-    let socket: std::net::SocketAddr = addr.parse().unwrap();
-    let mut stream = std::net::TcpStream::connect_timeout(&socket, SECONDS).unwrap();
-    let request = format!(
-        "POST /raft/vote HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nx-cairn-genesis: {}\r\nContent-Length: {}\r\n\r\n{vote}",
-        "ab".repeat(32),
-        vote.len()
-    );
-    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.0 403"), "{response}");
+#[test]
+fn a_data_dir_from_another_cluster_is_refused_even_with_the_same_membership() {
+    let mut x = Masters::on_loopback(3);
+    // Runs a cluster until all its members hold a record, then stops it leader last (so that
+    // its leader restarts believing it leads). Its leader's index.
+    let run = |m: &mut Masters, who: &str| {
+        for i in 0..3 {
+            m.start(i, 3);
+        }
+        wait_until(who, MINUTE, || m.leader_among(&[0, 1, 2]).is_some());
+        m.append(0, &job_entry(who), SECONDS).expect("append");
+        // Every member holds the record: each data dir is wholly this cluster's.
+        wait_until("all members to apply it", MINUTE, || heads_agree(m, 3));
+        let leader = m.wait_for_leader();
+        for i in (0..3).filter(|i| *i != leader) {
+            m.stop(i);
+        }
+        m.stop(leader);
+        leader
+    };
+    run(&mut x, "cluster x");
+    // Another cluster on the very same ids and addresses: its membership is indistinguishable.
+    let mut y = Masters::sharing_addresses(&x);
+    let y_leader = run(&mut y, "cluster y");
+    // And a third that its first member made but that never elected a leader: its data dir
+    // holds a raft log (the membership) but no record, so no record can tell it apart.
+    let mut z = Masters::sharing_addresses(&x);
+    z.start(0, 3);
+    wait_until("z's first member to make its cluster", MINUTE, || {
+        z.status(0).is_some_and(|s| {
+            s["cluster"].is_string() && s["members"].as_object().is_some_and(|m| m.len() == 3)
+        })
+    });
+    z.stop(0);
+
+    // x runs on two members; each stranger takes the third's place.
+    let mut run_x_without = |absent: usize| {
+        for i in 0..3 {
+            if i == absent {
+                x.stop(i);
+            } else if !x.is_running(i) {
+                x.start(i, 3);
+            }
+        }
+        let up: Vec<usize> = (0..3).filter(|i| *i != absent).collect();
+        wait_until("x to lead", MINUTE, || x.leader_among(&up).is_some());
+        x.status(up[0]).unwrap()["cluster"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // y's leader resumes leading, and its first append can never commit: it must still exit.
+    let cluster = run_x_without(y_leader);
+    let err = refused_stranger(&y, y_leader);
+    assert!(err.contains(&cluster), "{err}");
+    let cluster = run_x_without(0);
+    let err = refused_stranger(&z, 0);
+    assert!(err.contains(&cluster), "{err}");
+
+    // x's members refuse a raft message naming another cluster, and one that carries a log
+    // without naming any: both could move their term, or their log.
+    let other = "ab".repeat(16);
+    let vote = r#"{"vote":{"leader_id":{"term":99,"node_id":1},"committed":false},"last_log_id":{"leader_id":{"term":98,"node_id":1},"index":7}}"#;
+    for (header, says) in [
+        (
+            format!("x-cairn-cluster: {other}\r\n"),
+            "belongs to another cluster",
+        ),
+        (String::new(), "without naming its cluster"),
+    ] {
+        let addr = x.addr(1);
+        let socket: std::net::SocketAddr = addr.parse().unwrap();
+        let mut stream = std::net::TcpStream::connect_timeout(&socket, SECONDS).unwrap();
+        let request = format!(
+            "POST /raft/vote HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n{header}Content-Length: {}\r\n\r\n{vote}",
+            vote.len()
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.0 403"), "{response}");
+        assert!(response.contains(says), "{response}");
+    }
     assert!(
-        response.contains("belongs to another cluster"),
-        "{response}"
+        x.status(1).unwrap()["term"].as_u64() < Some(98),
+        "its term moved"
     );
-    x.stop(0);
     x.stop(1);
-    assert!(!x.dump(0).contains("cluster y"), "nothing of y reached x");
+    x.stop(2);
+    let log = x.dump(1);
+    assert!(log.contains("cluster x"), "{log}");
+    assert!(!log.contains("cluster y"), "nothing of y reached x");
 }

@@ -46,6 +46,11 @@ use raft::{Applied, AppliedMarker, Node, NodeId, Proposal, Raft, SnapshotTip, Ty
 /// ([`Log::leader_elsewhere_held`]): longer than an election takes here (a few election
 /// timeouts), short enough that a client without a cluster gets its answer soon.
 pub const LEADER_HOLD: Duration = Duration::from_secs(5);
+
+/// How long [`Log::close`] waits for the appends in flight to commit: a commit takes
+/// milliseconds, but a leader cut off from its quorum (or another cluster's member, refused by
+/// all its peers) would wait forever.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Between two tries of a forward to a leader that did not take the connection.
 const FORWARD_RETRY: Duration = Duration::from_millis(50);
 
@@ -145,8 +150,10 @@ pub struct MemberStatus {
     pub last_applied: u64,
     /// Offset of the last applied event.
     pub head: u64,
-    /// The hash of record 1 (hex): the identity of the cluster this log belongs to.
+    /// The hash of record 1 (hex), once this member holds it.
     pub genesis: Option<String>,
+    /// The id of the cluster this member belongs to, once it knows it (see [`Log::initialize`]).
+    pub cluster: Option<String>,
     /// The raft index of the last snapshot, and the index up to which the raft log is purged.
     pub snapshot_index: u64,
     pub purged_index: u64,
@@ -191,6 +198,9 @@ struct Applying {
     marker: AppliedMarker,
 }
 
+/// Where the cluster's id is kept, in the store's meta tree.
+const META_CLUSTER: &[u8] = b"cluster_id";
+
 pub(crate) struct Shared {
     store: Store,
     config: LogConfig,
@@ -202,13 +212,19 @@ pub(crate) struct Shared {
     subscribers: AtomicUsize,
     metrics: Metrics,
     http: reqwest::Client,
-    /// The hash of record 1, once there is one: it names the cluster this log belongs to.
+    /// The hash of record 1, once there is one: checkpoints name the log they were folded from.
     genesis: std::sync::OnceLock<String>,
+    /// The cluster's id, once this member knows it: made by the member that initializes the
+    /// cluster, learned by the others from their leader before they take any of its entries,
+    /// and durable before it is used. So a member holding any entry knows its cluster, and
+    /// another cluster's member is told apart even when it has the same ids and addresses.
+    cluster: std::sync::OnceLock<String>,
+    /// Serializes learning the cluster id.
+    learning_cluster: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
-    /// The hash of record 1 as hex, if this member holds it: two members whose logs begin
-    /// with different records belong to different clusters.
+    /// The hash of record 1 as hex, if this member holds it.
     fn genesis(&self) -> Option<String> {
         if let Some(g) = self.genesis.get() {
             return Some(g.clone());
@@ -224,6 +240,21 @@ impl Shared {
 
     fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+
+    fn cluster(&self) -> Option<&str> {
+        self.cluster.get().map(String::as_str)
+    }
+
+    /// Makes `id` this member's cluster id, durably, unless it has one; the id it has after.
+    async fn join_cluster(&self, id: &str) -> Result<String> {
+        let _learning = self.learning_cluster.lock().await;
+        if let Some(ours) = self.cluster.get() {
+            return Ok(ours.clone());
+        }
+        self.store.put_meta_json(META_CLUSTER, &id)?;
+        self.store.flush()?;
+        Ok(self.cluster.get_or_init(|| id.to_owned()).clone())
     }
 
     fn applied(&self) -> (AppliedMarker, Tip) {
@@ -460,8 +491,22 @@ pub fn storage(
         metrics,
         http: peer_client(&config.address)?,
         genesis: std::sync::OnceLock::new(),
+        cluster: std::sync::OnceLock::new(),
+        learning_cluster: tokio::sync::Mutex::new(()),
         config,
     });
+    // A data dir from before cluster ids takes the hash of its record 1, as its cluster's other
+    // members holding one do; one with no record yet learns the id from its leader.
+    let known = match shared.store.get_meta_json::<String>(META_CLUSTER)? {
+        Some(id) => Some(id),
+        None => shared
+            .genesis()
+            .map(|g| shared.store.put_meta_json(META_CLUSTER, &g).map(|()| g))
+            .transpose()?,
+    };
+    if let Some(id) = known {
+        shared.cluster.get_or_init(|| id);
+    }
     Ok((log_store, raft::StateMachine { shared }))
 }
 
@@ -599,6 +644,10 @@ impl Log {
         {
             return Ok(());
         }
+        // The cluster is born here: its id is durable before its first entry exists. Random,
+        // as two clusters made of the same members must still differ.
+        let id = format!("{:032x}", rand::random::<u128>());
+        self.shared.join_cluster(&id).await?;
         let nodes: BTreeMap<NodeId, Node> = members
             .into_iter()
             .map(|(id, addr)| (id, Node { addr }))
@@ -686,6 +735,7 @@ impl Log {
             last_applied: m.last_applied.map_or(0, |id| id.index),
             head: self.head(),
             genesis: self.shared.genesis(),
+            cluster: self.shared.cluster().map(str::to_owned),
             snapshot_index: m.snapshot.map_or(0, |id| id.index),
             purged_index: m.purged.map_or(0, |id| id.index),
             voters: m.membership_config.membership().voter_ids().collect(),
@@ -777,11 +827,12 @@ impl Log {
         }
         // A leader can be elected before it takes connections (its start-up still runs the
         // cluster check and the projections): within the hold, a forward that could not
-        // connect is tried again, the leader read afresh (it may be this member by then).
+        // connect is tried again, the leader read afresh (it may be this member by then). The
+        // hold bounds the whole: waits for a leader included.
         let hold = tokio::time::Instant::now() + LEADER_HOLD;
         loop {
             let leader = match forwarding {
-                Forwarding::Allowed => self.leader_elsewhere_held().await,
+                Forwarding::Allowed => self.leader_elsewhere_until(hold).await,
                 Forwarding::AlreadyForwarded => self.leader_elsewhere(),
             };
             match (forwarding, leader) {
@@ -792,11 +843,7 @@ impl Log {
                         Err(_) if tokio::time::Instant::now() < hold => {
                             tokio::time::sleep(FORWARD_RETRY).await;
                         }
-                        Err(e) => {
-                            return Err(Error::NotLeader {
-                                leader: Some(format!("{addr} (unreachable: {e})")),
-                            })
-                        }
+                        Err(e) => return Err(net::unreachable(&addr, &e)),
                     }
                 }
                 (_, Some(leader)) => return Err(Error::NotLeader { leader }),
@@ -827,12 +874,23 @@ impl Log {
     /// any master and expect that, as Nomad holds its RPCs through an election
     /// (`rpc_hold_timeout`, 5 s too).
     pub async fn leader_elsewhere_held(&self) -> Option<Option<String>> {
+        self.leader_elsewhere_until(tokio::time::Instant::now() + LEADER_HOLD)
+            .await
+    }
+
+    /// [`Log::leader_elsewhere_held`], holding no later than `deadline`.
+    async fn leader_elsewhere_until(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<Option<String>> {
         let me = self.shared.config.node_id;
         if let Some(None) = self.leader_elsewhere() {
             // No leader in time is answered as before: "no leader is known".
             let _ = self
                 .raft
-                .wait(Some(LEADER_HOLD))
+                .wait(Some(
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                ))
                 .metrics(
                     |m| leader_seen_from(m, me) != Some(None),
                     "a leader whose address is known",
@@ -926,12 +984,22 @@ impl Log {
         Follow::new(self.clone(), from)
     }
 
-    /// Finishes every append queued so far, stops the Raft member and makes everything
-    /// durable. Appends after this fail with [`Error::Closed`].
+    /// Finishes every append queued so far (those that cannot commit within [`CLOSE_GRACE`]
+    /// fail), stops the Raft member and makes everything durable. Appends after this fail with
+    /// [`Error::Closed`].
     pub async fn close(&self) {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Command::Close(done)).await.is_ok() {
-            let _ = rx.await;
+        let queued = async {
+            if self.tx.send(Command::Close(done)).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_GRACE, queued).await.is_err() {
+            // Raft's shutdown below ends them with an error: none is acknowledged.
+            warn!(
+                grace = ?CLOSE_GRACE,
+                "appends still uncommitted when closing (no quorum?): they fail"
+            );
         }
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft did not shut down cleanly");

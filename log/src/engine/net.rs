@@ -36,9 +36,9 @@ const MAX_RAFT_BODY: usize = 64 << 20;
 /// Frames returned per catch-up read.
 pub(crate) const CATCH_UP_BYTES: usize = 4 << 20;
 
-/// The header carrying the sender's genesis hash (the hash of its record 1): a master refuses
-/// raft messages from a log that began differently — another cluster's data dir.
-pub(crate) const GENESIS_HEADER: &str = "x-cairn-genesis";
+/// The header carrying the sender's cluster id: a master refuses raft messages from another
+/// cluster's member, even one with the same node id and address.
+pub(crate) const CLUSTER_HEADER: &str = "x-cairn-cluster";
 
 /// Makes a client per peer; they share one HTTP connection pool.
 #[derive(Clone)]
@@ -86,8 +86,8 @@ impl Peer {
             .post(url)
             .json(req)
             .timeout(option.hard_ttl());
-        if let Some(genesis) = self.shared.genesis() {
-            request = request.header(GENESIS_HEADER, genesis);
+        if let Some(cluster) = self.shared.cluster() {
+            request = request.header(CLUSTER_HEADER, cluster);
         }
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
@@ -188,32 +188,80 @@ async fn read_index_handler(State(s): State<Served>) -> Json<Result<Option<u64>,
     Json(s.log.read_index().await.map_err(|e| e.to_string()))
 }
 
-/// Refuses a raft message from a node that is not a member: a stray or removed master must
-/// not move this one's term or log. A member with no membership yet (about to be added)
-/// accepts anyone.
-fn check_member(s: &Served, headers: &HeaderMap, from: NodeId) -> Result<(), (StatusCode, String)> {
-    let theirs = headers.get(GENESIS_HEADER).and_then(|v| v.to_str().ok());
-    if let (Some(theirs), Some(ours)) = (theirs, s.shared.genesis()) {
-        if theirs != ours {
+/// What a raft message would put in this member's raft state.
+#[derive(Clone, Copy)]
+enum Carries {
+    /// A leader's entries or snapshot.
+    Entries,
+    /// A candidate's request for a vote, with or without a log of its own.
+    Vote { has_log: bool },
+}
+
+/// Refuses a raft message from another cluster or from a node that is not a member: a stray,
+/// removed or foreign master must not move this one's term or log. A member that does not
+/// know its cluster yet (about to be added, or just made) learns it from its leader's first
+/// entries, durably, before taking them; and a sender holding a log it cannot name the
+/// cluster of is another cluster's.
+async fn check_sender(
+    s: &Served,
+    headers: &HeaderMap,
+    from: NodeId,
+    carries: Carries,
+) -> Result<(), (StatusCode, String)> {
+    let theirs = match headers.get(CLUSTER_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(id) if is_cluster_id(id) => Some(id),
+            _ => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("{CLUSTER_HEADER}: not a cluster id (1 to 64 hex digits)"),
+                ))
+            }
+        },
+    };
+    let foreign = |theirs: &str, ours: &str| {
+        Err((
+            StatusCode::FORBIDDEN,
+            format!("node {from} belongs to another cluster: its cluster is {theirs}, this one is {ours}"),
+        ))
+    };
+    match (theirs, s.shared.cluster()) {
+        (Some(theirs), Some(ours)) if theirs != ours => return foreign(theirs, ours),
+        // Every member holding entries knows its cluster (see `Shared::cluster`).
+        (None, _) if !matches!(carries, Carries::Vote { has_log: false }) => {
             return Err((
                 StatusCode::FORBIDDEN,
-                format!(
-                    "node {from} belongs to another cluster: its log begins with record {}…, this one's with {}…",
-                    &theirs[..theirs.len().min(16)],
-                    &ours[..16]
-                ),
-            ));
+                format!("node {from} sent a log without naming its cluster ({CLUSTER_HEADER})"),
+            ))
         }
+        _ => {}
     }
     let members = s.log.members();
-    if members.is_empty() || members.contains_key(&from) {
-        return Ok(());
+    if !members.is_empty() && !members.contains_key(&from) {
+        let ids: Vec<NodeId> = members.keys().copied().collect();
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("node {from} is not a member of this cluster (members: {ids:?})"),
+        ));
     }
-    let ids: Vec<NodeId> = members.keys().copied().collect();
-    Err((
-        StatusCode::FORBIDDEN,
-        format!("node {from} is not a member of this cluster (members: {ids:?})"),
-    ))
+    if let (Some(theirs), None, Carries::Entries) = (theirs, s.shared.cluster(), carries) {
+        let ours = s.shared.join_cluster(theirs).await.map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot store the cluster id: {e}"),
+            )
+        })?;
+        if ours != theirs {
+            // Another sender taught it first.
+            return foreign(theirs, &ours);
+        }
+    }
+    Ok(())
+}
+
+fn is_cluster_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 type Reply<T, E = RaftError<NodeId>> = Result<Json<Result<T, E>>, (StatusCode, String)>;
@@ -223,7 +271,7 @@ async fn append(
     headers: HeaderMap,
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Reply<AppendEntriesResponse<NodeId>> {
-    check_member(&s, &headers, req.vote.leader_id().node_id)?;
+    check_sender(&s, &headers, req.vote.leader_id().node_id, Carries::Entries).await?;
     Ok(Json(s.raft.append_entries(req).await))
 }
 
@@ -232,7 +280,10 @@ async fn vote(
     headers: HeaderMap,
     Json(req): Json<VoteRequest<NodeId>>,
 ) -> Reply<VoteResponse<NodeId>> {
-    check_member(&s, &headers, req.vote.leader_id().node_id)?;
+    let carries = Carries::Vote {
+        has_log: req.last_log_id.is_some(),
+    };
+    check_sender(&s, &headers, req.vote.leader_id().node_id, carries).await?;
     Ok(Json(s.raft.vote(req).await))
 }
 
@@ -241,7 +292,7 @@ async fn snapshot(
     headers: HeaderMap,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Reply<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-    check_member(&s, &headers, req.vote.leader_id().node_id)?;
+    check_sender(&s, &headers, req.vote.leader_id().node_id, Carries::Entries).await?;
     Ok(Json(s.raft.install_snapshot(req).await))
 }
 
@@ -277,17 +328,20 @@ pub(crate) async fn forward(
     let response = match http.post(url).json(payloads).send().await {
         Ok(response) => response,
         Err(e) if e.is_connect() => return Err(e),
-        Err(e) => {
-            return Ok(Err(crate::Error::NotLeader {
-                leader: Some(format!("{addr} (unreachable: {e})")),
-            }))
-        }
+        Err(e) => return Ok(Err(unreachable(addr, &e))),
     };
     let result: Result<super::Appended, String> = match response.json().await {
         Ok(result) => result,
         Err(e) => return Ok(Err(crate::Error::Raft(format!("forwarded append: {e}")))),
     };
     Ok(result.map_err(crate::Error::Raft))
+}
+
+/// A leader at `addr` that a request could not reach (or hear back from).
+pub(crate) fn unreachable(addr: &str, e: &reqwest::Error) -> crate::Error {
+    crate::Error::NotLeader {
+        leader: Some(format!("{addr} (unreachable: {e})")),
+    }
 }
 
 /// Asks the leader at `addr` for its read index.
@@ -297,9 +351,7 @@ pub(crate) async fn read_index(http: &reqwest::Client, addr: &str) -> crate::Res
         .get(url)
         .send()
         .await
-        .map_err(|e| crate::Error::NotLeader {
-            leader: Some(format!("{addr} (unreachable: {e})")),
-        })?;
+        .map_err(|e| unreachable(addr, &e))?;
     let result: Result<Option<u64>, String> = response
         .json()
         .await
