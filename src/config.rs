@@ -22,7 +22,7 @@
 //!
 //! [projections]
 //! checkpoint-every = 10000     # records between checkpoints, at the least
-//! checkpoints-kept = 128       # then the one leaving the smallest gap goes: they cover the log
+//! checkpoints-kept = 512       # then the one leaving the smallest gap goes: they cover the log
 //! ended-tasks-kept = 10000     # terminal tasks kept in the read models (all stay in the log)
 //! ended-runs-kept = 10000      # finished job runs kept
 //! removed-frameworks-kept = 50 # removed frameworks kept (Mesos' max_completed_frameworks)

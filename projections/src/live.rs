@@ -78,7 +78,10 @@ pub struct ProjectorConfig {
     pub checkpoint_dir: PathBuf,
     /// The smallest spacing between checkpoints, in records.
     pub checkpoint_every: u64,
-    /// Most checkpoints kept.
+    /// Most checkpoints kept. 512: at the spacing that keeps them within
+    /// [`STATE_BYTES_PER_RECORD`] (~25,000 records for a 10M log's state), a 10M log keeps
+    /// ~400, so that an as-of query replays at most that many records; the disk they take is
+    /// bounded by that rule, not by this one.
     pub checkpoints_kept: usize,
     /// States computed for `as_of` kept in memory, for incidents replayed step by step.
     pub as_of_cache: usize,
@@ -90,7 +93,7 @@ impl ProjectorConfig {
         Self {
             checkpoint_dir: checkpoint_dir.into(),
             checkpoint_every: 10_000,
-            checkpoints_kept: 128,
+            checkpoints_kept: 512,
             as_of_cache: 4,
             retention: Retention::default(),
         }
@@ -128,6 +131,8 @@ struct Inner {
     folded: watch::Sender<u64>,
     checkpoints: Mutex<Checkpoints>,
     recent: Mutex<Vec<Arc<State>>>,
+    /// Whether a catch-up's checkpoints are still being added to (see `fill_gaps`).
+    filling: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -148,13 +153,44 @@ impl Checkpoints {
     /// [`STATE_BYTES_PER_RECORD`]. A distance, not a multiple: a checkpoint that could not be
     /// taken when due (the last one still being written) is taken as soon as it can be.
     fn next_due(&self, offset: u64, config: &ProjectorConfig) -> u64 {
+        self.last_taken.saturating_add(self.spacing(offset, config))
+    }
+
+    /// The distance between checkpoints of a log `offset` records long (see `next_due`).
+    fn spacing(&self, offset: u64, config: &ProjectorConfig) -> u64 {
         let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
-        let every = config
+        config
             .checkpoint_every
             .max(1)
             .max(offset / kept)
-            .max(self.last_bytes / STATE_BYTES_PER_RECORD);
-        self.last_taken.saturating_add(every)
+            .max(self.last_bytes / STATE_BYTES_PER_RECORD)
+    }
+
+    /// Where a checkpoint would best fill the widest gap between two (or before the first),
+    /// while fewer than `kept` exist: the base to replay from (an offset and its file, or the
+    /// empty state) and the offset to replay to, the first of the points that cut the gap into
+    /// parts no longer than the spacing. `None` if no gap is longer.
+    fn widest_gap(
+        &self,
+        head: u64,
+        config: &ProjectorConfig,
+    ) -> Option<(u64, Option<PathBuf>, u64)> {
+        if self.files.len() >= config.checkpoints_kept {
+            return None;
+        }
+        let spacing = self.spacing(head, config);
+        let mut below: (u64, Option<&PathBuf>) = (0, None);
+        let mut widest: Option<((u64, Option<&PathBuf>), u64)> = None;
+        for (offset, path) in &self.files {
+            let gap = offset - below.0;
+            if widest.is_none_or(|(_, g)| gap > g) {
+                widest = Some((below, gap));
+            }
+            below = (*offset, Some(path));
+        }
+        let ((at, path), gap) = widest?;
+        let parts = gap.div_ceil(spacing);
+        (parts >= 2).then(|| (at, path.cloned(), at + gap / parts))
     }
 
     /// Adds a written checkpoint; while there are more than `kept`, drops the one whose
@@ -162,8 +198,16 @@ impl Checkpoints {
     /// whole log however irregularly they were taken. Never the newest: a restart starts
     /// there. Returns the files to delete.
     fn insert(&mut self, offset: u64, path: PathBuf, bytes: u64, kept: usize) -> Vec<PathBuf> {
+        // The spacing follows the newest state's size, not a gap filled behind it.
+        if self
+            .files
+            .keys()
+            .next_back()
+            .is_none_or(|newest| offset > *newest)
+        {
+            self.last_bytes = bytes;
+        }
         self.files.insert(offset, path);
-        self.last_bytes = bytes;
         let mut gone = Vec::new();
         while self.files.len() > kept.max(1) {
             let offsets: Vec<u64> = self.files.keys().copied().collect();
@@ -226,6 +270,7 @@ impl Projector {
                     last_bytes: 0,
                 }),
                 recent: Mutex::new(Vec::new()),
+                filling: watch::channel(false).0,
                 config,
             }),
         };
@@ -255,6 +300,12 @@ impl Projector {
             .await
             .map(|_| ())
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Waits until the gaps a catch-up left between checkpoints are filled (see
+    /// `fill_gaps`). Callers bound the wait.
+    pub async fn wait_for_checkpoints(&self) {
+        let _ = self.inner.filling.subscribe().wait_for(|f| !*f).await;
     }
 
     /// The live state, for as long as the guard is held.
@@ -456,9 +507,22 @@ impl Projector {
     /// Folds every committed record into the live state, for as long as the log is open.
     async fn follow(self, mut from: Offset) {
         let mut writing = None;
+        let mut filling: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             match self.catch_up(from, &mut writing).await {
-                Ok(next) => from = next,
+                Ok(next) => {
+                    let idle = filling.as_ref().is_none_or(|f| f.is_finished());
+                    if next != from && idle {
+                        let this = self.clone();
+                        filling = Some(tokio::task::spawn_blocking(move || {
+                            this.fill_gaps();
+                            this.inner.filling.send_replace(false);
+                        }));
+                    } else if idle {
+                        self.inner.filling.send_replace(false);
+                    }
+                    from = next;
+                }
                 Err(e) => return warn!(error = %e, "projections cannot catch up with the log"),
             }
             let mut subscription = match self.inner.log.subscribe(from) {
@@ -494,6 +558,8 @@ impl Projector {
                 return Ok(from);
             }
             let started = from;
+            // Before the fold reaches the head: whoever waits for both sees the gaps filled.
+            self.inner.filling.send_replace(true);
             let (chunks, mut ready) = tokio::sync::mpsc::channel(READ_AHEAD);
             let (spent, buffers) = std::sync::mpsc::channel();
             let log = self.inner.log.clone();
@@ -644,6 +710,36 @@ impl Projector {
             let _ = std::fs::remove_file(path);
         }
         Ok(())
+    }
+
+    /// Adds checkpoints in the widest gaps between them, one at a time, until none is longer
+    /// than the spacing or as many are kept as may be; stops when the log closes. A catch-up
+    /// takes them as far apart as one write takes (the writer is busy all through it, 100,000
+    /// records and more at 10M), and an as-of query replays the whole gap it falls in.
+    fn fill_gaps(&self) {
+        while self.inner.log.is_accepting() {
+            let gap = {
+                let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
+                checkpoints.widest_gap(self.folded(), &self.inner.config)
+            };
+            let Some((at, path, until)) = gap else {
+                return;
+            };
+            let base = match path {
+                Some(path) => Base::Checkpoint(at, path),
+                None => Base::Empty,
+            };
+            match replay_from(&self.inner.log, at + 1, until, || self.materialize(base)) {
+                Ok(Some(state)) => {
+                    if let Err(e) = self.write_checkpoint(&state) {
+                        return warn!(error = %e, offset = until, "cannot write a checkpoint");
+                    }
+                }
+                // The base did not check out and is gone: the gaps are looked at again.
+                Ok(None) => {}
+                Err(e) => return warn!(error = %e, "cannot fill a gap between checkpoints"),
+            }
+        }
     }
 
     /// The log's genesis, learned once the first record exists.
@@ -982,6 +1078,39 @@ mod tests {
             widest <= 125_000,
             "{widest} records with no checkpoint: {offsets:?}"
         );
+    }
+
+    #[test]
+    fn the_gaps_a_catch_up_left_are_filled_to_the_spacing() {
+        let mut config = ProjectorConfig::new("unused");
+        config.checkpoint_every = 10_000;
+        // A catch-up whose writer took 100,000 records' time per checkpoint.
+        let taken = kept_after(1_000_000, 10_000, 128, 0, 100_000);
+        assert_eq!(taken.len(), 10);
+        // Kept: 128 (the spacing is 10,000), 40 (1M / 40 = 25,000), 15 (66,666: two parts a
+        // gap, but only five more fit).
+        for (kept, files, widest) in [(128, 91, 10_000), (40, 37, 25_000), (15, 15, 100_000)] {
+            config.checkpoints_kept = kept;
+            let mut checkpoints = Checkpoints {
+                files: taken.iter().map(|o| (*o, PathBuf::new())).collect(),
+                last_taken: 1_000_000,
+                last_bytes: 0,
+            };
+            while let Some((at, path, until)) = checkpoints.widest_gap(1_000_000, &config) {
+                // From the checkpoint right below (or the empty state), none in between.
+                assert_eq!(path.is_some(), checkpoints.files.contains_key(&at));
+                assert!(checkpoints.files.range(at + 1..=until).next().is_none());
+                checkpoints.insert(until, PathBuf::new(), 0, kept);
+            }
+            // Up to the newest (910,000): the live fold takes the next at the spacing.
+            let offsets: Vec<u64> = checkpoints.files.into_keys().collect();
+            assert_eq!(offsets.len(), files, "kept {kept}: {offsets:?}");
+            assert_eq!(
+                widest_gap(&offsets, 910_000),
+                widest,
+                "kept {kept}: {offsets:?}"
+            );
+        }
     }
 
     #[test]

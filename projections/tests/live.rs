@@ -75,8 +75,11 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     let replayed = replay(&log, State::default(), head).unwrap();
     assert_eq!(json(&*projector.current().await), json(&replayed));
 
-    // Checkpoints were written on the way, and the state as of each (and just after) is the
-    // replay's.
+    // Checkpoints were written on the way, and in the gaps the catch-up left, and the state
+    // as of each (and just after) is the replay's.
+    tokio::time::timeout(Duration::from_secs(60), projector.wait_for_checkpoints())
+        .await
+        .expect("the catch-up's gaps are filled in time");
     let checkpoints = projector.checkpoints();
     assert!(checkpoints.len() >= 2, "checkpoints: {checkpoints:?}");
     for offset in checkpoints.iter().flat_map(|c| [*c, c + 17]) {
