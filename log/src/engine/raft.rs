@@ -351,7 +351,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // The raft log may be purged up to this snapshot: what it covers must be durable first.
         self.shared
             .store
-            .flush()
+            .flush_async()
+            .await
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let (marker, tip) = self.shared.applied();
         let snapshot_id = match marker.last_applied {
