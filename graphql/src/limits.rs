@@ -24,6 +24,9 @@ pub const MAX_DIRECTIVES: usize = 8;
 pub const MAX_PAGE: usize = 500;
 /// The page size when none is given.
 pub const DEFAULT_PAGE: usize = 50;
+/// Most moments of the past (`asOf`, `diff`'s ends) one request reads: each is a whole state
+/// computed and held for the request (~150 MB at 10M events).
+pub const MAX_AS_OF_STATES: usize = 8;
 /// Most records one filtered `events` page examines.
 pub const MAX_SCAN: usize = 100_000;
 /// Most points of one `timeline`.

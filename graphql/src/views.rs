@@ -8,6 +8,7 @@ use cairn_log::event::Timestamp;
 use cairn_projections::live::{Error as LiveError, Projector, View};
 use tokio::sync::{Mutex, OnceCell};
 
+use crate::limits::MAX_AS_OF_STATES;
 use crate::{error, Code};
 
 /// A moment in the log: an offset, or a time (RFC 3339) meaning the last record at or before it.
@@ -38,6 +39,15 @@ impl Views {
         let mut past = views.past.lock().await;
         if let Some(view) = past.get(&offset) {
             return Ok(view.clone());
+        }
+        if past.len() >= MAX_AS_OF_STATES {
+            return Err(error(
+                Code::Validation,
+                format!(
+                    "asOf: a request reads at most {MAX_AS_OF_STATES} moments of the past; \
+                     offset {offset} would be one more"
+                ),
+            ));
         }
         let view = Arc::new(projector.as_of(offset).await.map_err(live_error)?);
         past.insert(offset, view.clone());

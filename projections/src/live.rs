@@ -45,6 +45,10 @@ const CATCH_UP_FROM: u64 = REPLAY_CHUNK as u64;
 const READ_AHEAD: usize = 8;
 /// Records folded under one write lock: bounds how long a query waits behind the fold.
 const FOLD_BATCH: usize = 1024;
+/// States computed for `as_of` at once; more callers wait their turn. Each loads a checkpoint
+/// and replays after it on up to two threads, and holds a whole state (~150 MB at 10M
+/// events): two keep both cores busy and bound that memory, however many queries ask.
+pub const AS_OF_AT_ONCE: usize = 2;
 /// Longest header line read from a checkpoint (they are ~200 bytes).
 const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
@@ -131,6 +135,8 @@ struct Inner {
     folded: watch::Sender<u64>,
     checkpoints: Mutex<Checkpoints>,
     recent: Mutex<Vec<Arc<State>>>,
+    /// Turns to compute an as-of state ([`AS_OF_AT_ONCE`]).
+    computing: tokio::sync::Semaphore,
     /// Whether a catch-up's checkpoints are still being added to (see `fill_gaps`).
     filling: watch::Sender<bool>,
 }
@@ -270,6 +276,7 @@ impl Projector {
                     last_bytes: 0,
                 }),
                 recent: Mutex::new(Vec::new()),
+                computing: tokio::sync::Semaphore::new(AS_OF_AT_ONCE),
                 filling: watch::channel(false).0,
                 config,
             }),
@@ -326,6 +333,17 @@ impl Projector {
                 return Ok(View::Live(live));
             }
         }
+        if let Some(hit) = self.cached(|s| s.offset == offset) {
+            return Ok(View::AsOf(hit));
+        }
+        let _turn = self
+            .inner
+            .computing
+            .acquire()
+            .await
+            .map_err(|_| Error::Stopped)?;
+        // Whoever had the turn before may have computed this very state (a burst of the same
+        // query).
         if let Some(hit) = self.cached(|s| s.offset == offset) {
             return Ok(View::AsOf(hit));
         }
@@ -976,7 +994,7 @@ mod tests {
     }
 
     /// The widest stretch of the log with no checkpoint in it.
-    fn widest_gap(offsets: &[u64], records: u64) -> u64 {
+    fn longest_span(offsets: &[u64], records: u64) -> u64 {
         std::iter::once(0)
             .chain(offsets.iter().copied())
             .chain(std::iter::once(records))
@@ -1073,7 +1091,7 @@ mod tests {
         let offsets = kept_after(1_000_000, 1_000, 16, 0, 0);
         assert_eq!(offsets.len(), 16);
         // Evenly would be 62,500 apart; thinning by the smallest gap keeps within twice that.
-        let widest = widest_gap(&offsets, 1_000_000);
+        let widest = longest_span(&offsets, 1_000_000);
         assert!(
             widest <= 125_000,
             "{widest} records with no checkpoint: {offsets:?}"
@@ -1106,7 +1124,7 @@ mod tests {
             let offsets: Vec<u64> = checkpoints.files.into_keys().collect();
             assert_eq!(offsets.len(), files, "kept {kept}: {offsets:?}");
             assert_eq!(
-                widest_gap(&offsets, 910_000),
+                longest_span(&offsets, 910_000),
                 widest,
                 "kept {kept}: {offsets:?}"
             );
@@ -1119,11 +1137,11 @@ mod tests {
         // so none is more than that apart, however many were due meanwhile.
         let offsets = kept_after(400_000, 10_000, 128, 0, 25_000);
         assert_eq!(offsets.len(), 16);
-        assert_eq!(widest_gap(&offsets, 400_000), 25_000);
+        assert_eq!(longest_span(&offsets, 400_000), 25_000);
         // Thinned, they still cover the whole log.
         let offsets = kept_after(4_000_000, 10_000, 32, 0, 25_000);
         assert_eq!(offsets.len(), 32);
-        let widest = widest_gap(&offsets, 4_000_000);
+        let widest = longest_span(&offsets, 4_000_000);
         assert!(widest <= 2 * 4_000_000 / 32, "{widest}: {offsets:?}");
     }
 }

@@ -541,6 +541,34 @@ fn limits_reject_a_request_before_any_resolver_runs() {
         dev.error_code("{ state(asOf: {time: \"noon\"}) { offset } }", Value::Null),
         "VALIDATION"
     );
+    // Each moment of the past is a whole state computed and held for the request: at most
+    // eight distinct ones (asking for one again costs nothing), checked as they are reached.
+    let (_, last) = dev.append(&golden_entries()[..11]);
+    assert!(last >= 9, "{last}");
+    wait_folded(&dev);
+    let moments = |n: u64| -> String {
+        (1..=n)
+            .map(|i| format!("s{i}: state(asOf: {{offset: {i}}}) {{ offset }} "))
+            .collect()
+    };
+    let eight = format!(
+        "{{ {} again: state(asOf: {{offset: 1}}) {{ offset }} }}",
+        moments(8)
+    );
+    let response = dev.graphql(&eight, Value::Null);
+    assert!(response["errors"].is_null(), "{response}");
+    assert_eq!(response["data"]["s8"]["offset"], 8);
+    assert_eq!(response["data"]["again"]["offset"], 1);
+    let response = dev.graphql(&format!("{{ {} }}", moments(9)), Value::Null);
+    let errors = response["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{response}");
+    assert_eq!(errors[0]["extensions"]["code"], "VALIDATION");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("asOf: a request reads at most 8 moments of the past"),
+        "{message}"
+    );
+
     // The same limits hold over the CLI, which exits non-zero and prints the error.
     let out = cairn(&[
         "query",
