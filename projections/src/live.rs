@@ -46,8 +46,9 @@ const READ_AHEAD: usize = 8;
 /// Records folded under one write lock: bounds how long a query waits behind the fold.
 const FOLD_BATCH: usize = 1024;
 /// States computed for `as_of` at once; more callers wait their turn. Each loads a checkpoint
-/// and replays after it on up to two threads, and holds a whole state (~150 MB at 10M
-/// events): two keep both cores busy and bound that memory, however many queries ask.
+/// and replays after it on up to two threads, and holds a whole state (up to ~130 MB at 10M
+/// events: the bench's process peaks at 134 MiB folding them in memory): two keep both cores
+/// busy and bound that memory, however many queries ask.
 pub const AS_OF_AT_ONCE: usize = 2;
 /// Longest header line read from a checkpoint (they are ~200 bytes).
 const MAX_HEADER: u64 = 4096;
