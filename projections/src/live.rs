@@ -84,9 +84,10 @@ pub struct ProjectorConfig {
     /// The smallest spacing between checkpoints, in records.
     pub checkpoint_every: u64,
     /// Most checkpoints kept. 512: at the spacing that keeps them within
-    /// [`STATE_BYTES_PER_RECORD`] (~25,000 records for a 10M log's state), a 10M log keeps
-    /// ~400, so that an as-of query replays at most that many records; the disk they take is
-    /// bounded by that rule, not by this one.
+    /// [`STATE_BYTES_PER_RECORD`] (~20,000 records for a 10M log's ~20 MB state), a 10M log
+    /// fills about that many (measured: 512, 10,000 to 33,451 records apart, so an as-of query
+    /// replays at most ~30,000 records; BENCHMARKS.md); the disk they take is bounded by that
+    /// rule, not by this one.
     pub checkpoints_kept: usize,
     /// States computed for `as_of` kept in memory, for incidents replayed step by step.
     pub as_of_cache: usize,
