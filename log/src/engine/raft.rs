@@ -351,8 +351,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // The raft log may be purged up to this snapshot: what it covers must be durable first.
         self.shared
             .store
-            .flush_async()
-            .await
+            .flush()
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let (marker, tip) = self.shared.applied();
         let snapshot_id = match marker.last_applied {

@@ -239,7 +239,7 @@ impl Store {
     /// Stores a group of frames and `marker` (the applied position covering them) in one
     /// transaction: after a crash either both are there or neither. `chunks` are
     /// `(first offset, byte range)` pieces of `frames`, each stored as one value. Not durable
-    /// until [`Store::flush_async`].
+    /// until [`Store::flush`].
     pub fn apply_group(
         &self,
         chunks: &[(u64, std::ops::Range<usize>)],
@@ -386,10 +386,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes every insert so far durable (fsync), on sled's flusher rather than the runtime's
-    /// worker that awaits it.
-    pub async fn flush_async(&self) -> Result<()> {
-        self.db.flush_async().await?;
+    /// Makes every insert so far durable (fsync).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
         Ok(())
     }
 
