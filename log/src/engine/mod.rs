@@ -253,7 +253,7 @@ impl Shared {
             return Ok(ours.clone());
         }
         self.store.put_meta_json(META_CLUSTER, &id)?;
-        self.store.flush()?;
+        self.store.flush().await?;
         Ok(self.cluster.get_or_init(|| id.to_owned()).clone())
     }
 
@@ -388,7 +388,7 @@ impl Shared {
             tip_offset: tip.last,
         };
         self.store.put_applied_marker(&encode_marker(&marker)?)?;
-        self.store.flush()?;
+        self.store.flush().await?;
         let mut a = self.applying.lock().expect("applying lock");
         a.tip = tip;
         a.marker = marker;
@@ -1005,7 +1005,7 @@ impl Log {
             warn!(error = %e, "raft did not shut down cleanly");
         }
         self.shared.live.lock().expect("live lock").take();
-        if let Err(e) = self.shared.store.flush() {
+        if let Err(e) = self.shared.store.flush().await {
             error!(error = %e, "final flush failed");
         }
     }

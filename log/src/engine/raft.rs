@@ -352,6 +352,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         self.shared
             .store
             .flush()
+            .await
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let (marker, tip) = self.shared.applied();
         let snapshot_id = match marker.last_applied {

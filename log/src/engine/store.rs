@@ -386,10 +386,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes every insert so far durable (fsync).
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+    /// Makes every insert so far durable (fsync), on a blocking thread: the async callers must
+    /// not stall a runtime worker for a disk's round trip. The thread drops its handle on the
+    /// database before this returns, so a log closed after it can be reopened at once (sled's
+    /// own `flush_async` finishes on a pool that may still hold the database a moment after).
+    pub async fn flush(&self) -> Result<()> {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => flushed.map(drop).map_err(Error::from),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down: nothing more is written.
+            Err(_) => Err(Error::Closed),
+        }
     }
 
     /// Reads up to `limit` records from `from`, never past `head`. A large read decodes on
