@@ -85,8 +85,8 @@ pub struct ProjectorConfig {
     pub checkpoint_every: u64,
     /// Most checkpoints kept. 512: at the spacing that keeps them within
     /// [`STATE_BYTES_PER_RECORD`] (~20,000 records for a 10M log's ~20 MB state), a 10M log
-    /// fills about that many (measured: 512, 10,000 to 33,451 records apart, so an as-of query
-    /// replays at most ~30,000 records; BENCHMARKS.md); the disk they take is bounded by that
+    /// fills about that many (measured: 512, 10,000 to ~23,000 records apart, so an as-of query
+    /// replays at most ~20,000 records; BENCHMARKS.md); the disk they take is bounded by that
     /// rule, not by this one.
     pub checkpoints_kept: usize,
     /// States computed for `as_of` kept in memory, for incidents replayed step by step.
@@ -177,7 +177,8 @@ impl Checkpoints {
     /// Where a checkpoint would best fill the widest gap between two (or before the first),
     /// while fewer than `kept` exist: the base to replay from (an offset and its file, or the
     /// empty state) and the offset to replay to, the first of the points that cut the gap into
-    /// parts no longer than the spacing. `None` if no gap is longer.
+    /// equal parts no longer than [`Checkpoints::fill_length`] (then, once none is longer, than
+    /// the spacing). `None` if no gap is longer than the spacing.
     fn widest_gap(
         &self,
         head: u64,
@@ -186,7 +187,7 @@ impl Checkpoints {
         if self.files.len() >= config.checkpoints_kept {
             return None;
         }
-        let spacing = self.spacing(head, config);
+        let length = self.fill_length(head, config);
         let mut below: (u64, Option<&PathBuf>) = (0, None);
         let mut widest: Option<((u64, Option<&PathBuf>), u64)> = None;
         for (offset, path) in &self.files {
@@ -197,8 +198,43 @@ impl Checkpoints {
             below = (*offset, Some(path));
         }
         let ((at, path), gap) = widest?;
-        let parts = gap.div_ceil(spacing);
+        // Once none is longer, the checkpoints still free cut the widest gaps at the spacing.
+        let parts = match gap.div_ceil(length) {
+            1 => gap.div_ceil(self.spacing(head, config)),
+            parts => parts,
+        };
         (parts >= 2).then(|| (at, path.cloned(), at + gap / parts))
+    }
+
+    /// The longest part the gaps are cut into when filled: the spacing, or longer if cutting
+    /// every gap into parts that short would need more than `kept` checkpoints. Then thinning
+    /// would merge two parts again, leaving gaps of twice a part: fewer, longer parts that fit
+    /// leave the widest gap shorter (at 10M, ~20,000 records rather than ~34,000).
+    fn fill_length(&self, head: u64, config: &ProjectorConfig) -> u64 {
+        let spacing = self.spacing(head, config);
+        let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
+        let gaps: Vec<u64> = std::iter::once(0)
+            .chain(self.files.keys().copied())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .collect();
+        let fits = |length: u64| gaps.iter().map(|g| g.div_ceil(length)).sum::<u64>() <= kept;
+        // The least length that fits, between the spacing and the widest gap (which fits:
+        // the gaps are fewer than `kept`).
+        let (mut lo, mut hi) = (
+            spacing,
+            gaps.iter().copied().max().unwrap_or(spacing).max(spacing),
+        );
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
     }
 
     /// Adds a written checkpoint; while there are more than `kept`, drops the one whose
@@ -733,7 +769,8 @@ impl Projector {
     }
 
     /// Adds checkpoints in the widest gaps between them, one at a time, until none is longer
-    /// than the spacing or as many are kept as may be; stops when the log closes. A catch-up
+    /// than the part length ([`Checkpoints::fill_length`]) or as many are kept as may be;
+    /// stops when the log closes. A catch-up
     /// takes them as far apart as one write takes (the writer is busy all through it, 100,000
     /// records and more at 10M), and an as-of query replays the whole gap it falls in.
     fn fill_gaps(&self) {
@@ -1131,6 +1168,30 @@ mod tests {
                 "kept {kept}: {offsets:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_long_catch_up_s_gaps_are_cut_into_as_many_parts_as_can_be_kept() {
+        // A 10M catch-up: the writer busy for 120,000 records a checkpoint, 512 kept (19,531
+        // records apart, evenly). Cut at the spacing, each 120,000-record gap would need seven
+        // parts of ~17,000, more than fit: the last gaps filled would stay 120,000 wide, or,
+        // thinned, ~34,000.
+        let records = 10_000_000;
+        let mut config = ProjectorConfig::new("unused");
+        config.checkpoint_every = 10_000;
+        config.checkpoints_kept = 512;
+        let taken = kept_after(records, 10_000, 512, 0, 120_000);
+        let mut checkpoints = Checkpoints {
+            files: taken.iter().map(|o| (*o, PathBuf::new())).collect(),
+            last_taken: *taken.last().unwrap(),
+            last_bytes: 0,
+        };
+        while let Some((_, _, until)) = checkpoints.widest_gap(records, &config) {
+            assert!(checkpoints.insert(until, PathBuf::new(), 0, 512).is_empty());
+        }
+        let offsets: Vec<u64> = checkpoints.files.into_keys().collect();
+        assert_eq!(offsets.len(), 512);
+        assert_eq!(longest_span(&offsets, *taken.last().unwrap()), 20_000);
     }
 
     #[test]
