@@ -207,9 +207,10 @@ impl Checkpoints {
     }
 
     /// The longest part the gaps are cut into when filled: the spacing, or longer if cutting
-    /// every gap into parts that short would need more than `kept` checkpoints. Then thinning
-    /// would merge two parts again, leaving gaps of twice a part: fewer, longer parts that fit
-    /// leave the widest gap shorter (at 10M, ~20,000 records rather than ~34,000).
+    /// every gap into parts that short would need more than `kept` checkpoints. Then, filling
+    /// the widest gap first a part at a time, none would be free while gaps two parts wide are
+    /// left: fewer, longer parts that fit leave the widest gap shorter (at 10M, ~20,000 records
+    /// rather than ~34,000).
     fn fill_length(&self, head: u64, config: &ProjectorConfig) -> u64 {
         let spacing = self.spacing(head, config);
         let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
@@ -770,9 +771,9 @@ impl Projector {
 
     /// Adds checkpoints in the widest gaps between them, one at a time, until none is longer
     /// than the part length ([`Checkpoints::fill_length`]) or as many are kept as may be;
-    /// stops when the log closes. A catch-up
-    /// takes them as far apart as one write takes (the writer is busy all through it, 100,000
-    /// records and more at 10M), and an as-of query replays the whole gap it falls in.
+    /// stops when the log closes. A catch-up takes them as far apart as one write takes (the
+    /// writer is busy all through it, 100,000 records and more at 10M), and an as-of query
+    /// replays the whole gap it falls in.
     fn fill_gaps(&self) {
         while self.inner.log.is_accepting() {
             let gap = {
@@ -1174,8 +1175,8 @@ mod tests {
     fn a_long_catch_up_s_gaps_are_cut_into_as_many_parts_as_can_be_kept() {
         // A 10M catch-up: the writer busy for 120,000 records a checkpoint, 512 kept (19,531
         // records apart, evenly). Cut at the spacing, each 120,000-record gap would need seven
-        // parts of ~17,000, more than fit: the last gaps filled would stay 120,000 wide, or,
-        // thinned, ~34,000.
+        // parts of ~17,000, more than fit: when none is free, gaps two parts wide (~34,000) are
+        // left.
         let records = 10_000_000;
         let mut config = ProjectorConfig::new("unused");
         config.checkpoint_every = 10_000;
