@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Apps {
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub apps: BTreeMap<AppId, App>,
     /// Running deployments, and the latest ended ones (see [`crate::Retention`]).
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub deployments: BTreeMap<DeploymentId, Deployment>,
     /// Ended deployments still kept, by the offset that ended them: the oldest go first.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub ended: BTreeMap<u64, DeploymentId>,
 }
 
@@ -25,6 +28,7 @@ pub struct App {
     pub versions: Vec<AppVersion>,
     pub created_at: Timestamp,
     /// Tasks of this app that are not terminal.
+    #[serde(deserialize_with = "crate::bulk::set")]
     pub instances: BTreeSet<TaskId>,
     /// Launches held back after instances failed (Marathon's backoff); a new definition
     /// clears it.

@@ -13,6 +13,7 @@ pub struct Audit {
     /// The latest changes made by users and external frameworks, oldest first.
     pub entries: VecDeque<AuditEntry>,
     /// Offset of the latest change per subject among them.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub latest: BTreeMap<CompactString, u64>,
 }
 

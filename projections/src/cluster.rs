@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 pub struct Cluster {
     pub leader: Option<Leader>,
     pub masters: BTreeMap<NodeId, Master>,
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub agents: BTreeMap<AgentId, Agent>,
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub frameworks: BTreeMap<FrameworkId, Framework>,
     /// Removed frameworks still kept, by the offset that removed them: the oldest go first
     /// (see [`crate::Retention`]).
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub removed_frameworks: BTreeMap<u64, FrameworkId>,
     /// Offers made and not yet accepted, declined or rescinded.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub offers: BTreeMap<OfferId, OutstandingOffer>,
 }
 
@@ -57,6 +61,7 @@ pub struct Agent {
     /// Held by outstanding offers.
     pub offered: Resources,
     /// Tasks on this agent that are not terminal.
+    #[serde(deserialize_with = "crate::bulk::set")]
     pub tasks: BTreeSet<TaskId>,
 }
 
@@ -143,7 +148,7 @@ impl Serialize for Filters {
 
 impl<'de> Deserialize<'de> for Filters {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let until = BTreeMap::<AgentId, Timestamp>::deserialize(deserializer)?;
+        let until: BTreeMap<AgentId, Timestamp> = crate::bulk::map(deserializer)?;
         let by_expiry = until.iter().map(|(a, t)| (*t, a.clone())).collect();
         Ok(Self { until, by_expiry })
     }

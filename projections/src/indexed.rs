@@ -1,13 +1,17 @@
-//! The encoding of a checkpoint's body: MessagePack in which a struct is a map from each
-//! field's *index* to its value, and an enum variant is its index.
+//! The encoding of a checkpoint's body: MessagePack in which a struct is an array of its
+//! fields in order when none was left out, or else a map from each field's *index* to its
+//! value; an enum variant is its index.
 //!
 //! Field names were half of a checkpoint's bytes and about half of its decode time. Plain
 //! positional MessagePack (rmp's default) drops them but cannot be read back here: the event
 //! vocabulary leaves out empty optional fields (`skip_serializing_if`), which shifts every
 //! later field of a tuple. Indices keep each value's place whatever was left out: serde tells
 //! a serializer which fields it skipped ([`SerializeStruct::skip_field`]), and derived
-//! deserializers accept a field's or a variant's index where they accept its name, so
-//! `rmp_serde::from_slice` reads this back as it is. Only the writing side is ours.
+//! deserializers accept a field's or a variant's index where they accept its name. A struct
+//! with nothing left out (most of the state's own: history entries, runs, versions) needs no
+//! keys at all, and derived deserializers read a struct from an array too, a key's decode and
+//! dispatch fewer per field. So `rmp_serde::from_slice` reads this back as it is: only the
+//! writing side is ours.
 //!
 //! Deterministic: the bytes depend only on the value (maps are ordered maps in the state).
 
@@ -20,7 +24,10 @@ use serde::ser::{
 
 /// `value` in this encoding.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut encoder = Encoder { out: Vec::new() };
+    let mut encoder = Encoder {
+        out: Vec::new(),
+        starts: Vec::new(),
+    };
     value.serialize(&mut encoder)?;
     Ok(encoder.out)
 }
@@ -54,6 +61,9 @@ fn length(len: usize) -> Result<u32, Error> {
 
 struct Encoder {
     out: Vec<u8>,
+    /// Where each field written so far without a key begins, for the structs being written
+    /// (each holds its own part, from its `Compound::fields` on).
+    starts: Vec<usize>,
 }
 
 impl Encoder {
@@ -68,16 +78,87 @@ impl Encoder {
     }
 }
 
-/// A struct, sequence, tuple or map being written; `next` is the index of a struct's next
-/// field, skipped ones included.
+/// A struct, sequence, tuple or map being written.
 struct Compound<'a> {
     encoder: &'a mut Encoder,
+    /// A struct's: the index of its next field, skipped ones included.
     next: u32,
+    /// A struct's: where its header is, while no field has been left out (it is written as an
+    /// array); `None` once one has been (a map keyed by index) and for other compounds.
+    positional: Option<usize>,
+    /// A struct's: where its fields' starts begin in `Encoder::starts`.
+    fields: usize,
 }
 
 impl<'a> Compound<'a> {
     fn new(encoder: &'a mut Encoder) -> Self {
-        Self { encoder, next: 0 }
+        Self {
+            encoder,
+            next: 0,
+            positional: None,
+            fields: 0,
+        }
+    }
+
+    fn structure(encoder: &'a mut Encoder, len: usize) -> Result<Self, Error> {
+        let header = encoder.out.len();
+        done(rmp::encode::write_array_len(&mut encoder.out, length(len)?))?;
+        let fields = encoder.starts.len();
+        Ok(Self {
+            encoder,
+            next: 0,
+            positional: Some(header),
+            fields,
+        })
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if self.positional.is_some() {
+            self.encoder.starts.push(self.encoder.out.len());
+        } else {
+            self.encoder.index(self.next)?;
+        }
+        self.next += 1;
+        value.serialize(&mut *self.encoder)
+    }
+
+    /// A field left out: the struct becomes a map, and each field already written gets its
+    /// index in front of it (they are the first ones, so their index is their position).
+    fn skip(&mut self) -> Result<(), Error> {
+        self.next += 1;
+        let Some(header) = self.positional.take() else {
+            return Ok(());
+        };
+        let out = &mut self.encoder.out;
+        // Array and map headers of a length are the same size; only the marker differs.
+        out[header] = match out[header] {
+            fix @ 0x90..=0x9f => fix - 0x10,
+            0xdc => 0xde,
+            _ => 0xdf, // from 0xdd, an array of 32-bit length
+        };
+        let starts = self.encoder.starts.split_off(self.fields);
+        if let Some(&first) = starts.first() {
+            let written = out.split_off(first);
+            for (index, (&start, end)) in starts
+                .iter()
+                .zip(
+                    starts
+                        .iter()
+                        .skip(1)
+                        .copied()
+                        .chain([first + written.len()]),
+                )
+                .enumerate()
+            {
+                done(rmp::encode::write_uint(out, index as u64))?;
+                out.extend_from_slice(&written[start - first..end - first]);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_structure(self) {
+        self.encoder.starts.truncate(self.fields);
     }
 }
 
@@ -229,7 +310,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
 
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, Error> {
         // `len` counts the fields written, not the ones skipped.
-        self.serialize_map(Some(len))
+        Compound::structure(self, len)
     }
 
     fn serialize_struct_variant(
@@ -240,7 +321,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         len: usize,
     ) -> Result<Compound<'a>, Error> {
         self.variant(index)?;
-        self.serialize_map(Some(len))
+        Compound::structure(self, len)
     }
 }
 
@@ -286,7 +367,8 @@ impl SerializeMap for Compound<'_> {
     }
 }
 
-/// Fields by index, skipped ones counted: the same for structs and struct variants.
+/// Fields in order, or by index once one was skipped: the same for structs and struct
+/// variants.
 macro_rules! fields {
     ($($kind:ident),*) => {$(
         impl $kind for Compound<'_> {
@@ -298,17 +380,15 @@ macro_rules! fields {
                 _key: &'static str,
                 value: &T,
             ) -> Result<(), Error> {
-                self.encoder.index(self.next)?;
-                self.next += 1;
-                value.serialize(&mut *self.encoder)
+                self.field(value)
             }
 
             fn skip_field(&mut self, _key: &'static str) -> Result<(), Error> {
-                self.next += 1;
-                Ok(())
+                self.skip()
             }
 
             fn end(self) -> Result<(), Error> {
+                self.end_structure();
                 Ok(())
             }
         }
@@ -373,6 +453,14 @@ mod tests {
                 fourth: BTreeMap::new(),
                 fifth: i64::MIN,
             },
+            // Left out after two fields were written, one of them a struct without keys.
+            Outer {
+                first: Some("y".into()),
+                second: Some(Kind::Struct { a: Some(1), b: 2.0 }),
+                third: vec![],
+                fourth: BTreeMap::from([(1, (false, 'x')), (2, (true, 'y'))]),
+                fifth: 0,
+            },
         ];
         for value in values {
             let bytes = super::to_vec(&value).unwrap();
@@ -384,5 +472,37 @@ mod tests {
             let back: Outer = rmp_serde::from_slice(&bytes).unwrap();
             assert_eq!(back, value);
         }
+    }
+
+    /// A struct with every field written is an array of them; one with a field left out is a
+    /// map from index to value, the fields before it included.
+    #[test]
+    fn a_struct_is_an_array_unless_a_field_was_left_out() {
+        let whole = Kind::Struct { a: Some(2), b: 0.5 };
+        let fewer = Kind::Struct { a: None, b: 0.5 };
+        let half = [0xcb, 0x3f, 0xe0, 0, 0, 0, 0, 0, 0];
+        // A variant with data: a map of one entry, its index (3) to the data.
+        let mut array = vec![0x81, 3, 0x92, 2];
+        array.extend(half);
+        assert_eq!(super::to_vec(&whole).unwrap(), array);
+        let mut map = vec![0x81, 3, 0x81, 1];
+        map.extend(half);
+        assert_eq!(super::to_vec(&fewer).unwrap(), map);
+
+        #[derive(Serialize)]
+        struct Late {
+            a: u8,
+            b: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            c: Option<u8>,
+            d: u8,
+        }
+        let late = Late {
+            a: 10,
+            b: 11,
+            c: None,
+            d: 13,
+        };
+        assert_eq!(super::to_vec(&late).unwrap(), [0x83, 0, 10, 1, 11, 3, 13]);
     }
 }

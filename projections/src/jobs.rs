@@ -8,13 +8,17 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Jobs {
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub jobs: BTreeMap<JobName, Job>,
     /// Active runs, and the latest finished ones (see [`crate::Retention`]).
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub runs: BTreeMap<RunId, Run>,
     /// Finished runs still kept, by the offset that finished them: the oldest go first.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub ended: BTreeMap<u64, RunId>,
     /// Which run was triggered for each `(job, scheduled_for)` among the runs kept: a run is
     /// triggered at most once.
+    #[serde(deserialize_with = "crate::bulk::map")]
     pub triggered: BTreeMap<JobName, BTreeMap<Timestamp, RunId>>,
 }
 
@@ -43,6 +47,7 @@ pub struct Job {
     /// schedule.
     pub due: Option<Timestamp>,
     /// Runs triggered and not finished.
+    #[serde(deserialize_with = "crate::bulk::set")]
     pub active_runs: BTreeSet<RunId>,
     /// The latest runs that were due but could not start within epsilon, oldest first.
     pub missed: Vec<MissedRun>,

@@ -18,6 +18,7 @@
 
 pub mod apps;
 pub mod audit;
+mod bulk;
 pub mod cluster;
 #[cfg(feature = "live")]
 mod indexed;

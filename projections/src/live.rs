@@ -9,8 +9,8 @@
 //!
 //! **Checkpoints** are the serialized state every so many records, in
 //! `<data-dir>/checkpoints/<offset>.ckpt`: a line of JSON (the header), then the state in
-//! MessagePack keyed by field index ([`crate::indexed`]), which loads several times as fast as
-//! the same state in JSON. They are a cache, never the truth: one that does not check out (torn, from
+//! MessagePack with structs as arrays, or keyed by field index where one was left out
+//! ([`crate::indexed`]), which loads several times as fast as the same state in JSON. They are a cache, never the truth: one that does not check out (torn, from
 //! another cluster, of another format, past the log's head, or not matching the record at its
 //! offset) is ignored and deleted, and deleting them all changes no answer, only speed.
 //! At most `kept` are kept: when there would be more, the one whose removal leaves the smallest
@@ -55,8 +55,8 @@ const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
 /// state as JSON, in `<offset>.json` files; format 2 kept every removed framework; format 3
 /// held times as RFC 3339 text; format 4 named every field; format 5 was one MessagePack
-/// document, decoded on one thread.
-const CHECKPOINT_FORMAT: u32 = 6;
+/// document, decoded on one thread; format 6 keyed every struct's fields by index.
+const CHECKPOINT_FORMAT: u32 = 7;
 /// Bytes of checkpoint per record folded, at most: the next checkpoint waits for at least
 /// (the last one's size / this) records.
 /// Copying, serializing and writing a checkpoint takes ~7 ns a byte here, so this holds
@@ -900,8 +900,8 @@ fn read_ahead(
     }
 }
 
-/// A part of a checkpoint: MessagePack, structs as maps from field indices
-/// ([`crate::indexed`]: half the bytes of field names, and `skip_serializing_if` still holds).
+/// A part of a checkpoint: MessagePack, structs as arrays or as maps from field indices
+/// ([`crate::indexed`]: no field names, and `skip_serializing_if` still holds).
 /// Public, with [`decode_state`], for the benchmark that times loading each part of a state.
 pub fn encode_state<T: serde::Serialize>(state: &T) -> std::io::Result<Vec<u8>> {
     crate::indexed::to_vec(state).map_err(std::io::Error::other)
