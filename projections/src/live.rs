@@ -404,11 +404,17 @@ impl Projector {
         let state = Arc::new(state);
         let kept = self.inner.config.as_of_cache;
         if kept > 0 {
-            let mut recent = self.inner.recent.lock().expect("as-of cache");
-            if recent.len() >= kept {
-                recent.remove(0);
+            let evicted = {
+                let mut recent = self.inner.recent.lock().expect("as-of cache");
+                let evicted = (recent.len() >= kept).then(|| recent.remove(0));
+                recent.push(state.clone());
+                evicted
+            };
+            // Freeing a big state frees every value in it (~16 ms at 10M events,
+            // BENCHMARKS.md): not on this query's path.
+            if let Some(evicted) = evicted {
+                tokio::task::spawn_blocking(move || drop(evicted));
             }
-            recent.push(state.clone());
         }
         Ok(View::AsOf(state))
     }
