@@ -9,10 +9,11 @@
 //!
 //! **Checkpoints** are the serialized state every so many records, in
 //! `<data-dir>/checkpoints/<offset>.ckpt`: a line of JSON (the header), then the state in
-//! MessagePack with structs as arrays, or keyed by field index where one was left out
-//! ([`crate::indexed`]), which loads several times as fast as the same state in JSON. They are a cache, never the truth: one that does not check out (torn, from
-//! another cluster, of another format, past the log's head, or not matching the record at its
-//! offset) is ignored and deleted, and deleting them all changes no answer, only speed.
+//! MessagePack with structs as arrays, or as maps keyed by field index where a field was left
+//! out ([`crate::indexed`]), which loads several times as fast as the same state in JSON. They
+//! are a cache, never the truth: one that does not check out (torn, from another cluster, of
+//! another format, past the log's head, or not matching the record at its offset) is ignored
+//! and deleted, and deleting them all changes no answer, only speed.
 //! At most `kept` are kept: when there would be more, the one whose removal leaves the smallest
 //! gap goes, so that they stay spread over the whole log, and the spacing grows with the log.
 //! A big state is checkpointed less often (see [`STATE_BYTES_PER_RECORD`]): writing one costs
