@@ -175,11 +175,13 @@ impl Checkpoints {
             .max(self.last_bytes / STATE_BYTES_PER_RECORD)
     }
 
-    /// Where a checkpoint would best fill the widest gap between two (or before the first),
-    /// while fewer than `kept` exist: the base to replay from (an offset and its file, or the
-    /// empty state) and the offset to replay to, the first of the points that cut the gap into
-    /// equal parts no longer than [`Checkpoints::fill_length`] (then, once none is longer, than
-    /// the spacing). `None` if no gap is longer than the spacing.
+    /// Where a checkpoint would best fill the widest gap between two (or before the first, or
+    /// from the newest to `head`), while fewer than `kept` exist: the base to replay from (an
+    /// offset and its file, or the empty state) and the offset to replay to, the first of the
+    /// points that cut the gap into equal parts no longer than [`Checkpoints::fill_length`]
+    /// (then, once none is longer, than the spacing). `None` if no gap is longer than the
+    /// spacing. The stretch after the newest counts: a catch-up ends up to a write's time past
+    /// its last checkpoint, and the live fold takes the next only when more records come.
     fn widest_gap(
         &self,
         head: u64,
@@ -191,12 +193,13 @@ impl Checkpoints {
         let length = self.fill_length(head, config);
         let mut below: (u64, Option<&PathBuf>) = (0, None);
         let mut widest: Option<((u64, Option<&PathBuf>), u64)> = None;
-        for (offset, path) in &self.files {
-            let gap = offset - below.0;
+        let ends = self.files.iter().map(|(o, p)| (*o, Some(p)));
+        for (offset, path) in ends.chain(std::iter::once((head, None))) {
+            let gap = offset.saturating_sub(below.0);
             if widest.is_none_or(|(_, g)| gap > g) {
                 widest = Some((below, gap));
             }
-            below = (*offset, Some(path));
+            below = (offset, path);
         }
         let ((at, path), gap) = widest?;
         // Once none is longer, the checkpoints still free cut the widest gaps at the spacing.
@@ -217,9 +220,10 @@ impl Checkpoints {
         let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
         let gaps: Vec<u64> = std::iter::once(0)
             .chain(self.files.keys().copied())
+            .chain(std::iter::once(head))
             .collect::<Vec<_>>()
             .windows(2)
-            .map(|w| w[1] - w[0])
+            .map(|w| w[1].saturating_sub(w[0]))
             .collect();
         let fits = |length: u64| gaps.iter().map(|g| g.div_ceil(length)).sum::<u64>() <= kept;
         // The least length that fits, between the spacing and the widest gap (which fits:
@@ -776,11 +780,12 @@ impl Projector {
         Ok(())
     }
 
-    /// Adds checkpoints in the widest gaps between them, one at a time, until none is longer
-    /// than the part length ([`Checkpoints::fill_length`]) or as many are kept as may be;
-    /// stops when the log closes. A catch-up takes them as far apart as one write takes (the
-    /// writer is busy all through it, 100,000 records and more at 10M), and an as-of query
-    /// replays the whole gap it falls in.
+    /// Adds checkpoints in the widest gaps between them (and after the newest, up to what is
+    /// folded), one at a time, until none is longer than the part length
+    /// ([`Checkpoints::fill_length`]) or as many are kept as may be; stops when the log closes.
+    /// A catch-up takes them as far apart as one write takes (the writer is busy all through
+    /// it, 100,000 records and more at 10M), and an as-of query replays the whole gap it falls
+    /// in.
     fn fill_gaps(&self) {
         while self.inner.log.is_accepting() {
             let gap = {
@@ -1152,9 +1157,11 @@ mod tests {
         // A catch-up whose writer took 100,000 records' time per checkpoint.
         let taken = kept_after(1_000_000, 10_000, 128, 0, 100_000);
         assert_eq!(taken.len(), 10);
-        // Kept: 128 (the spacing is 10,000), 40 (1M / 40 = 25,000), 15 (66,666: two parts a
-        // gap, but only five more fit).
-        for (kept, files, widest) in [(128, 91, 10_000), (40, 37, 25_000), (15, 15, 100_000)] {
+        // Its last checkpoint is 90,000 records behind the head, a stretch filled too. Kept:
+        // 128 (every gap and that stretch cut at the spacing, 10,000); 40 (30,000 is the
+        // shortest part that fits: nine gaps of four parts and the stretch in three, the one
+        // left over cuts a part); 15 (only five more fit: too few to cut every gap).
+        for (kept, files, widest) in [(128, 99, 10_000), (40, 40, 30_000), (15, 15, 100_000)] {
             config.checkpoints_kept = kept;
             let mut checkpoints = Checkpoints {
                 files: taken.iter().map(|o| (*o, PathBuf::new())).collect(),
@@ -1167,11 +1174,11 @@ mod tests {
                 assert!(checkpoints.files.range(at + 1..=until).next().is_none());
                 checkpoints.insert(until, PathBuf::new(), 0, kept);
             }
-            // Up to the newest (910,000): the live fold takes the next at the spacing.
+            // Up to the head: the catch-up's last checkpoint is 90,000 records behind it.
             let offsets: Vec<u64> = checkpoints.files.into_keys().collect();
             assert_eq!(offsets.len(), files, "kept {kept}: {offsets:?}");
             assert_eq!(
-                longest_span(&offsets, 910_000),
+                longest_span(&offsets, 1_000_000),
                 widest,
                 "kept {kept}: {offsets:?}"
             );
@@ -1199,7 +1206,7 @@ mod tests {
         }
         let offsets: Vec<u64> = checkpoints.files.into_keys().collect();
         assert_eq!(offsets.len(), 512);
-        assert_eq!(longest_span(&offsets, *taken.last().unwrap()), 20_000);
+        assert_eq!(longest_span(&offsets, records), 20_000);
     }
 
     #[test]
