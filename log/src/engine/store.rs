@@ -26,9 +26,19 @@ use crate::record::Record;
 /// [`crate::codec::MAX_PAYLOAD`]) no page ever reaches it. `blobs_are_never_written` tests it.
 pub const SEGMENT_BYTES: usize = 16 << 20;
 
-/// Largest value the writer stores: a group commit is split into values of at most this many
-/// bytes (a single larger record gets a value of its own). See [`SEGMENT_BYTES`].
+/// Largest value of the raft log: an entry is split into values of at most this many bytes.
+/// See [`SEGMENT_BYTES`].
 pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// Largest value of the `events` tree: a group's frames are split into values of at most this
+/// many bytes (a single larger frame gets a value of its own). Small, because sled 0.34 keeps
+/// every page a scan reads in memory, whatever its `cache_capacity`, until its LRU has seen
+/// ~16,000 page accesses (256 shards, each acting only once 64 accesses are queued: `lru.rs`),
+/// and a scan touches each leaf once. A leaf holds 8 – 17 values: with 64 KiB values,
+/// reading a 10M-record log kept all of it, 2.8 GiB, and the first replay spent half its time
+/// in the kernel zeroing that memory; with 4 KiB the LRU acts after ~0.6 GiB, and sled then
+/// holds to its cache however long the log (BENCHMARKS.md, "The log's values").
+pub const VALUE_BYTES: usize = 4 << 10;
 
 /// Reads of at least this many records decode on several threads; below it, spawning costs more
 /// than it saves (a thread is ~20 µs, a record ~1 µs).
@@ -547,7 +557,7 @@ fn scan_group(value: &[u8], first: u64, chain: &mut ChainCheck) -> GroupScan {
 }
 
 /// How a run of frames is split into stored values: consecutive frames share a value while it
-/// stays within [`CHUNK_BYTES`] (a single larger frame gets a value of its own).
+/// stays within [`VALUE_BYTES`] (a single larger frame gets a value of its own).
 #[derive(Debug, Default)]
 pub struct Chunks(pub Vec<(u64, std::ops::Range<usize>)>);
 
@@ -555,7 +565,7 @@ impl Chunks {
     /// Adds the frame of `offset`, at `frame` in the buffer, right after the previous one.
     pub fn push(&mut self, offset: u64, frame: std::ops::Range<usize>) {
         match self.0.last_mut() {
-            Some((_, range)) if frame.end - range.start <= CHUNK_BYTES => range.end = frame.end,
+            Some((_, range)) if frame.end - range.start <= VALUE_BYTES => range.end = frame.end,
             _ => self.0.push((offset, frame)),
         }
     }
@@ -585,5 +595,51 @@ fn open_error(path: &Path, e: sled::Error) -> Error {
     Error::Open {
         path: path.display().to_string(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_share_values_of_at_most_value_bytes_and_a_larger_one_stands_alone() {
+        // 300-byte frames, one of 10,000 bytes in the middle.
+        let lens: Vec<usize> = (0..100)
+            .map(|i| if i == 40 { 10_000 } else { 300 })
+            .collect();
+        let mut chunks = Chunks::default();
+        let mut at = 0;
+        for (i, len) in lens.iter().enumerate() {
+            chunks.push(1 + i as u64, at..at + len);
+            at += len;
+        }
+        // Contiguous, in order, each starting at the offset of its first frame.
+        let mut next = (1, 0);
+        for (first, range) in &chunks.0 {
+            assert_eq!((*first, range.start), next);
+            let frames = lens[(*first - 1) as usize..]
+                .iter()
+                .scan(0, |sum, len| {
+                    *sum += len;
+                    Some(*sum)
+                })
+                .position(|sum| sum == range.len())
+                .expect("a value ends where a frame does")
+                + 1;
+            next = (first + frames as u64, range.end);
+            assert!(
+                range.len() <= VALUE_BYTES || frames == 1,
+                "{frames} frames in {} bytes",
+                range.len()
+            );
+        }
+        assert_eq!(next, (101, at));
+        // 13 frames of 300 bytes fit in 4 KiB: 40 frames in 4 values, the big one, then 59 in 5.
+        let sizes: Vec<usize> = chunks.0.iter().map(|(_, r)| r.len()).collect();
+        assert_eq!(
+            sizes,
+            [3900, 3900, 3900, 300, 10_000, 3900, 3900, 3900, 3900, 2100]
+        );
     }
 }
