@@ -191,23 +191,28 @@ impl Checkpoints {
             return None;
         }
         let length = self.fill_length(head, config);
-        let mut below: (u64, Option<&PathBuf>) = (0, None);
-        let mut widest: Option<((u64, Option<&PathBuf>), u64)> = None;
-        let ends = self.files.iter().map(|(o, p)| (*o, Some(p)));
-        for (offset, path) in ends.chain(std::iter::once((head, None))) {
-            let gap = offset.saturating_sub(below.0);
-            if widest.is_none_or(|(_, g)| gap > g) {
-                widest = Some((below, gap));
-            }
-            below = (offset, path);
-        }
-        let ((at, path), gap) = widest?;
+        // The first of the widest, so that ties go to the older gap.
+        let (at, path, gap) =
+            self.gaps(head)
+                .reduce(|widest, gap| if gap.2 > widest.2 { gap } else { widest })?;
         // Once none is longer, the checkpoints still free cut the widest gaps at the spacing.
         let parts = match gap.div_ceil(length) {
             1 => gap.div_ceil(self.spacing(head, config)),
             parts => parts,
         };
         (parts >= 2).then(|| (at, path.cloned(), at + gap / parts))
+    }
+
+    /// The stretches with no checkpoint inside, in order: before the first, between two, and
+    /// from the newest to `head`; each as its start, the file there (`None`: the empty state
+    /// at 0) and its length.
+    fn gaps(&self, head: u64) -> impl Iterator<Item = (u64, Option<&PathBuf>, u64)> {
+        let starts =
+            std::iter::once((0, None)).chain(self.files.iter().map(|(o, p)| (*o, Some(p))));
+        let ends = self.files.keys().copied().chain(std::iter::once(head));
+        starts
+            .zip(ends)
+            .map(|((at, path), end)| (at, path, end.saturating_sub(at)))
     }
 
     /// The longest part the gaps are cut into when filled: the spacing, or longer if cutting
@@ -218,13 +223,7 @@ impl Checkpoints {
     fn fill_length(&self, head: u64, config: &ProjectorConfig) -> u64 {
         let spacing = self.spacing(head, config);
         let kept = u64::try_from(config.checkpoints_kept.max(1)).unwrap_or(u64::MAX);
-        let gaps: Vec<u64> = std::iter::once(0)
-            .chain(self.files.keys().copied())
-            .chain(std::iter::once(head))
-            .collect::<Vec<_>>()
-            .windows(2)
-            .map(|w| w[1].saturating_sub(w[0]))
-            .collect();
+        let gaps: Vec<u64> = self.gaps(head).map(|(_, _, gap)| gap).collect();
         let fits = |length: u64| gaps.iter().map(|g| g.div_ceil(length)).sum::<u64>() <= kept;
         // The least length that fits, between the spacing and the widest gap (which fits:
         // the gaps are fewer than `kept`).
