@@ -141,7 +141,51 @@ struct Inner {
     /// Turns to compute an as-of state ([`AS_OF_AT_ONCE`]).
     computing: tokio::sync::Semaphore,
     /// Whether a catch-up's checkpoints are still being added to (see `fill_gaps`).
-    filling: watch::Sender<bool>,
+    filling: watch::Sender<Filling>,
+}
+
+/// Who is adding checkpoints: a catch-up (far apart), then the filler (in the gaps it left).
+/// Changed only under the watch's lock, so that a catch-up ending while the filler is about to
+/// stop is never left unfilled, and waiters are released only when both are done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Filling {
+    catching_up: bool,
+    filler_running: bool,
+    /// A catch-up ended while the filler ran: it looks at the gaps once more before stopping.
+    again: bool,
+}
+
+impl Filling {
+    fn done(&self) -> bool {
+        !self.catching_up && !self.filler_running
+    }
+
+    fn catch_up_started(&mut self) {
+        self.catching_up = true;
+    }
+
+    /// A catch-up ended, having folded records (and left gaps) or not; true if a filler must
+    /// be started (none is running to take the new gaps).
+    fn caught_up(&mut self, folded: bool) -> bool {
+        self.catching_up = false;
+        if !folded {
+            return false;
+        }
+        if self.filler_running {
+            self.again = true;
+            return false;
+        }
+        self.filler_running = true;
+        true
+    }
+
+    /// A pass of the filler ended (no gap left, the log closed, or a checkpoint failed); true if
+    /// it must look again (a catch-up ended meanwhile).
+    fn filler_ended(&mut self) -> bool {
+        let again = std::mem::take(&mut self.again);
+        self.filler_running = again;
+        again
+    }
 }
 
 #[derive(Debug)]
@@ -320,7 +364,7 @@ impl Projector {
                 }),
                 recent: Mutex::new(Vec::new()),
                 computing: tokio::sync::Semaphore::new(AS_OF_AT_ONCE),
-                filling: watch::channel(false).0,
+                filling: watch::channel(Filling::default()).0,
                 config,
             }),
         };
@@ -355,7 +399,7 @@ impl Projector {
     /// Waits until the gaps a catch-up left between checkpoints are filled (see
     /// `fill_gaps`). Callers bound the wait.
     pub async fn wait_for_checkpoints(&self) {
-        let _ = self.inner.filling.subscribe().wait_for(|f| !*f).await;
+        let _ = self.inner.filling.subscribe().wait_for(Filling::done).await;
     }
 
     /// The live state, for as long as the guard is held.
@@ -574,19 +618,16 @@ impl Projector {
     /// Folds every committed record into the live state, for as long as the log is open.
     async fn follow(self, mut from: Offset) {
         let mut writing = None;
-        let mut filling: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             match self.catch_up(from, &mut writing).await {
                 Ok(next) => {
-                    let idle = filling.as_ref().is_none_or(|f| f.is_finished());
-                    if next != from && idle {
+                    let mut start = false;
+                    self.inner
+                        .filling
+                        .send_modify(|f| start = f.caught_up(next != from));
+                    if start {
                         let this = self.clone();
-                        filling = Some(tokio::task::spawn_blocking(move || {
-                            this.fill_gaps();
-                            this.inner.filling.send_replace(false);
-                        }));
-                    } else if idle {
-                        self.inner.filling.send_replace(false);
+                        tokio::task::spawn_blocking(move || this.fill_gaps());
                     }
                     from = next;
                 }
@@ -626,7 +667,7 @@ impl Projector {
             }
             let started = from;
             // Before the fold reaches the head: whoever waits for both sees the gaps filled.
-            self.inner.filling.send_replace(true);
+            self.inner.filling.send_modify(Filling::catch_up_started);
             let (chunks, mut ready) = tokio::sync::mpsc::channel(READ_AHEAD);
             let (spent, buffers) = std::sync::mpsc::channel();
             let log = self.inner.log.clone();
@@ -784,8 +825,22 @@ impl Projector {
     /// ([`Checkpoints::fill_length`]) or as many are kept as may be; stops when the log closes.
     /// A catch-up takes them as far apart as one write takes (the writer is busy all through
     /// it, 100,000 records and more at 10M), and an as-of query replays the whole gap it falls
-    /// in.
+    /// in. Runs on a thread of its own, one at a time ([`Filling`]), and looks again when a
+    /// catch-up ended while it ran.
     fn fill_gaps(&self) {
+        loop {
+            self.fill_widest_gaps();
+            let mut again = false;
+            self.inner.filling.send_modify(|f| again = f.filler_ended());
+            if !again {
+                return;
+            }
+        }
+    }
+
+    /// One pass of `fill_gaps`: until no gap is left, the log closes or a checkpoint cannot be
+    /// made.
+    fn fill_widest_gaps(&self) {
         while self.inner.log.is_accepting() {
             let gap = {
                 let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
@@ -1054,6 +1109,51 @@ mod tests {
             .map(|w| w[1] - w[0])
             .max()
             .unwrap_or(records)
+    }
+
+    /// The race this guards: a catch-up ends just as the filler finds no gap and is about to
+    /// stop. Its gaps must still be filled, and waiters released only once they are.
+    #[test]
+    fn a_catch_up_ending_while_the_filler_runs_sends_it_round_again() {
+        let mut f = Filling::default();
+        assert!(f.done());
+        f.catch_up_started();
+        assert!(!f.done());
+        assert!(f.caught_up(true), "no filler runs: one is started");
+        assert!(!f.done());
+        // A second catch-up starts and ends while that filler runs.
+        f.catch_up_started();
+        assert!(!f.caught_up(true), "the running filler takes its gaps");
+        assert!(!f.done());
+        assert!(f.filler_ended(), "it looks again");
+        assert!(!f.done());
+        assert!(!f.filler_ended(), "then stops");
+        assert!(f.done());
+        // A catch-up that folded nothing starts no filler, and one still running is not
+        // sent round again for it.
+        f.catch_up_started();
+        assert!(!f.caught_up(false));
+        assert!(f.done());
+        assert!(f.caught_up(true));
+        f.catch_up_started();
+        assert!(!f.caught_up(false));
+        assert!(!f.filler_ended());
+        assert!(f.done());
+    }
+
+    /// While a catch-up runs, a filler that stops (its earlier gaps filled) leaves waiters
+    /// waiting: the catch-up is still adding checkpoints.
+    #[test]
+    fn waiters_wait_for_a_catch_up_in_progress_even_when_the_filler_stops() {
+        let mut f = Filling::default();
+        f.catch_up_started();
+        assert!(f.caught_up(true));
+        f.catch_up_started();
+        assert!(!f.filler_ended());
+        assert!(!f.done(), "the catch-up still runs");
+        assert!(f.caught_up(true), "its gaps get a new filler");
+        assert!(!f.filler_ended());
+        assert!(f.done());
     }
 
     #[test]
