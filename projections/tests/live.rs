@@ -90,3 +90,51 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     }
     log.close().await;
 }
+
+/// A replay reads its chunks on several threads in turn: whatever offset it stops at (inside
+/// a chunk, on either side of a boundary, the head) it folds exactly the records up to it, and
+/// past the head it says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_folds_exactly_the_records_up_to_where_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open_single_node(
+        LogConfig::new(dir.path().join("log")),
+        Arc::new(SystemClock),
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap();
+    let mut history = Seeded::default();
+    for _ in 0..3 {
+        append(&log, &mut history, 10_000).await;
+    }
+    let head = log.head();
+    let all = log.read(Offset::FIRST, usize::MAX).unwrap();
+    // The read-ahead's chunks are 8,192 records.
+    for until in [
+        1,
+        8_191,
+        8_192,
+        8_193,
+        16_384,
+        16_385,
+        24_577,
+        head - 1,
+        head,
+    ] {
+        let mut folded = State::default();
+        folded.advance(&all[..until as usize], until);
+        let replayed = replay(&log, State::default(), until).unwrap();
+        assert_eq!(replayed.offset, until);
+        assert_eq!(json(&replayed), json(&folded), "up to {until}");
+    }
+    for until in [head + 1, head + 8_192, head + 100_000] {
+        match replay(&log, State::default(), until) {
+            Err(cairn_projections::live::Error::Beyond { offset, head: h }) => {
+                assert_eq!((offset, h), (until, head));
+            }
+            other => panic!("up to {until}: {:?}", other.map(|s| s.offset)),
+        }
+    }
+    log.close().await;
+}
