@@ -26,6 +26,16 @@ async fn append(log: &Log, history: &mut Seeded, records: usize) {
     log.append(entries).await.unwrap();
 }
 
+async fn open(dir: &std::path::Path) -> Log {
+    Log::open_single_node(
+        LogConfig::new(dir.join("log")),
+        Arc::new(SystemClock),
+        &mut Registry::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn json(state: &State) -> String {
     serde_json::to_string(state).unwrap()
 }
@@ -33,13 +43,7 @@ fn json(state: &State) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open_single_node(
-        LogConfig::new(dir.path().join("log")),
-        Arc::new(SystemClock),
-        &mut Registry::default(),
-    )
-    .await
-    .unwrap();
+    let log = open(dir.path()).await;
     let mut history = Seeded::default();
     // Several read-ahead chunks behind: the fold catches up rather than subscribing.
     for _ in 0..5 {
@@ -97,13 +101,7 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_folds_exactly_the_records_up_to_where_it_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open_single_node(
-        LogConfig::new(dir.path().join("log")),
-        Arc::new(SystemClock),
-        &mut Registry::default(),
-    )
-    .await
-    .unwrap();
+    let log = open(dir.path()).await;
     let mut history = Seeded::default();
     for _ in 0..3 {
         append(&log, &mut history, 10_000).await;
