@@ -119,6 +119,7 @@ async fn run(
     }
 
     let projector = Projector::start(log.clone(), config.projector_config()).await?;
+    projector.register_metrics(&mut registry);
     let shutdown = CancellationToken::new();
     let runner = Runner::start(
         log.clone(),

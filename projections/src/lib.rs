@@ -7,8 +7,8 @@
 //!
 //! **Boundary.** The fold depends only on `cairn-log`'s vocabulary (`default-features = false`)
 //! serde, and chrono with iso8601 for schedule arithmetic: never on storage, tokio or any API crate. Feature `live` adds [`live`]: the
-//! state a master serves, folded from a running log, with checkpoints on disk and time travel.
-//! It is the crate's only I/O and sits on top of the fold, never inside it.
+//! state a master serves, folded from a running log, with checkpoints on disk, time travel and
+//! its metrics. It is the crate's only I/O and sits on top of the fold, never inside it.
 //!
 //! **Invariants.** Pure and synchronous: a fold reads only the records it is given (time from
 //! `Record::at`), never a clock, random numbers or hash-map iteration order (`clippy.toml`

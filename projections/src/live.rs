@@ -30,6 +30,9 @@ use cairn_log::engine::Log;
 use cairn_log::event::Timestamp;
 use cairn_log::{Offset, Record};
 use futures_util::FutureExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OwnedRwLockReadGuard, RwLock};
 use tracing::{debug, warn};
@@ -142,6 +145,38 @@ struct Inner {
     computing: tokio::sync::Semaphore,
     /// Whether a catch-up's checkpoints are still being added to (see `fill_gaps`).
     filling: watch::Sender<Filling>,
+    metrics: Metrics,
+}
+
+/// What `/metrics` shows of the projections, as `cairn_projections_*`
+/// ([`Projector::register_metrics`]).
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    /// The last record folded into the live state.
+    folded_offset: Gauge,
+    /// As-of states being computed now: at most [`AS_OF_AT_ONCE`].
+    as_of_computing: Gauge,
+    /// As-of queries waiting for a turn to compute their state.
+    as_of_waiting: Gauge,
+    as_of_computed: Counter,
+    /// As-of queries answered by the live state or a recently computed one.
+    as_of_reused: Counter,
+}
+
+/// Counts itself in a gauge for as long as it lives, however the future holding it ends.
+struct Counted<'a>(&'a Gauge);
+
+impl<'a> Counted<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Who is adding checkpoints: a catch-up (far apart), then the filler (in the gaps it left).
@@ -365,12 +400,14 @@ impl Projector {
                 recent: Mutex::new(Vec::new()),
                 computing: tokio::sync::Semaphore::new(AS_OF_AT_ONCE),
                 filling: watch::channel(Filling::default()).0,
+                metrics: Metrics::default(),
                 config,
             }),
         };
         let start = projector.base(projector.inner.log.head()).await?;
         let from = start.offset;
         *projector.inner.state.write().await = start;
+        projector.inner.metrics.folded_offset.set(from as i64);
         projector.inner.folded.send_replace(from);
         debug!(from, "projections start folding");
         let fold = projector.clone();
@@ -379,6 +416,45 @@ impl Projector {
                 .await
         });
         Ok(projector)
+    }
+
+    /// Registers the projections' metrics (`cairn_projections_*`) for `/metrics`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let m = &self.inner.metrics;
+        let r = registry.sub_registry_with_prefix("cairn_projections");
+        for (name, help, gauge) in [
+            (
+                "folded_offset",
+                "The last record folded into the live state",
+                &m.folded_offset,
+            ),
+            (
+                "as_of_computing",
+                "As-of states being computed now",
+                &m.as_of_computing,
+            ),
+            (
+                "as_of_waiting",
+                "As-of queries waiting for a turn to compute their state",
+                &m.as_of_waiting,
+            ),
+        ] {
+            r.register(name, help, gauge.clone());
+        }
+        for (name, help, counter) in [
+            (
+                "as_of_computed",
+                "As-of states computed from a checkpoint and the log",
+                &m.as_of_computed,
+            ),
+            (
+                "as_of_reused",
+                "As-of queries answered by the live state or a recently computed one",
+                &m.as_of_reused,
+            ),
+        ] {
+            r.register(name, help, counter.clone());
+        }
     }
 
     /// The offset of the last record folded into the live state.
@@ -415,25 +491,32 @@ impl Projector {
         }
         // Never waits for the live state: a caller may already hold a read guard of it, and
         // waiting behind the fold's write lock would then wait forever.
+        let metrics = &self.inner.metrics;
         if let Ok(live) = self.inner.state.clone().try_read_owned() {
             if live.offset == offset {
+                metrics.as_of_reused.inc();
                 return Ok(View::Live(live));
             }
         }
         if let Some(hit) = self.cached(|s| s.offset == offset) {
+            metrics.as_of_reused.inc();
             return Ok(View::AsOf(hit));
         }
+        let waiting = Counted::new(&metrics.as_of_waiting);
         let _turn = self
             .inner
             .computing
             .acquire()
             .await
             .map_err(|_| Error::Stopped)?;
+        drop(waiting);
         // Whoever had the turn before may have computed this very state (a burst of the same
         // query).
         if let Some(hit) = self.cached(|s| s.offset == offset) {
+            metrics.as_of_reused.inc();
             return Ok(View::AsOf(hit));
         }
+        let _computing = Counted::new(&metrics.as_of_computing);
         // The records after the base are read while the base loads: each costs about as much.
         let state = loop {
             let this = self.clone();
@@ -449,6 +532,7 @@ impl Projector {
                 break state;
             }
         };
+        metrics.as_of_computed.inc();
         let state = Arc::new(state);
         let kept = self.inner.config.as_of_cache;
         if kept > 0 {
@@ -769,6 +853,8 @@ impl Projector {
                 .expect("checkpoints")
                 .last_taken = offset;
         }
+        // Before waiters on `folded` wake: what they read next agrees.
+        self.inner.metrics.folded_offset.set(offset as i64);
         self.inner.folded.send_replace(offset);
         if let Some(snapshot) = snapshot {
             self.checkpoint(snapshot, writing).await;

@@ -36,6 +36,28 @@ async fn open(dir: &std::path::Path) -> Log {
     .unwrap()
 }
 
+/// A log of `chunks` × 10,000 records of the synthetic history, and projections folding it that
+/// take a checkpoint every 4,000 records.
+async fn folding(dir: &std::path::Path, chunks: usize) -> (Log, Seeded, Projector) {
+    let log = open(dir).await;
+    let mut history = Seeded::default();
+    for _ in 0..chunks {
+        append(&log, &mut history, 10_000).await;
+    }
+    let mut config = ProjectorConfig::new(dir.join("checkpoints"));
+    config.checkpoint_every = 4_000;
+    let projector = Projector::start(log.clone(), config).await.unwrap();
+    (log, history, projector)
+}
+
+/// Waits, within a minute, for `projector` to have folded up to `offset`.
+async fn wait_for(projector: &Projector, offset: u64) {
+    tokio::time::timeout(Duration::from_secs(60), projector.wait_for(offset))
+        .await
+        .expect("the live fold reaches the head in time")
+        .unwrap()
+}
+
 fn json(state: &State) -> String {
     serde_json::to_string(state).unwrap()
 }
@@ -43,26 +65,10 @@ fn json(state: &State) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path()).await;
-    let mut history = Seeded::default();
     // Several read-ahead chunks behind: the fold catches up rather than subscribing.
-    for _ in 0..5 {
-        append(&log, &mut history, 10_000).await;
-    }
-    let mut config = ProjectorConfig::new(dir.path().join("checkpoints"));
-    config.checkpoint_every = 4_000;
-    let projector = Projector::start(log.clone(), config).await.unwrap();
-    let wait = |offset| {
-        let projector = projector.clone();
-        async move {
-            tokio::time::timeout(Duration::from_secs(60), projector.wait_for(offset))
-                .await
-                .expect("the live fold reaches the head in time")
-                .unwrap()
-        }
-    };
+    let (log, mut history, projector) = folding(dir.path(), 5).await;
     let head = log.head();
-    wait(head).await;
+    wait_for(&projector, head).await;
     let replayed = replay(&log, State::default(), head).unwrap();
     assert_eq!(json(&*projector.current().await), json(&replayed));
     // Both read ahead into reused buffers; one plain read of the whole log folds the same.
@@ -75,7 +81,7 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     // Then it follows appends, through a subscription.
     append(&log, &mut history, 3_000).await;
     let head = log.head();
-    wait(head).await;
+    wait_for(&projector, head).await;
     let replayed = replay(&log, State::default(), head).unwrap();
     assert_eq!(json(&*projector.current().await), json(&replayed));
 
@@ -134,5 +140,62 @@ async fn a_replay_folds_exactly_the_records_up_to_where_it_stops() {
             other => panic!("up to {until}: {:?}", other.map(|s| s.offset)),
         }
     }
+    log.close().await;
+}
+
+/// The value `name` has in `registry`'s text exposition.
+fn metric(registry: &Registry, name: &str) -> i64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+    value.parse().unwrap()
+}
+
+/// As-of queries asked together each compute their state (in turns) and show in the metrics:
+/// computed or answered from memory, and none left counted as waiting or computing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_queries_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, projector) = folding(dir.path(), 3).await;
+    let mut registry = Registry::default();
+    projector.register_metrics(&mut registry);
+    let head = log.head();
+    wait_for(&projector, head).await;
+    assert_eq!(
+        metric(&registry, "cairn_projections_folded_offset"),
+        head as i64
+    );
+
+    let offsets: Vec<u64> = (1..=6).map(|i| i * 4_001).collect();
+    let asked: Vec<_> = offsets
+        .iter()
+        .map(|&offset| {
+            let projector = projector.clone();
+            tokio::spawn(async move { projector.as_of(offset).await.map(|v| v.offset) })
+        })
+        .collect();
+    for (handle, offset) in asked.into_iter().zip(&offsets) {
+        assert_eq!(handle.await.unwrap().unwrap(), *offset);
+    }
+    assert_eq!(
+        metric(&registry, "cairn_projections_as_of_computed_total"),
+        6
+    );
+    assert_eq!(metric(&registry, "cairn_projections_as_of_reused_total"), 0);
+    assert_eq!(metric(&registry, "cairn_projections_as_of_computing"), 0);
+    assert_eq!(metric(&registry, "cairn_projections_as_of_waiting"), 0);
+
+    // One more, then the same again (kept), and the head (the live state): computed once.
+    for offset in [25_555, 25_555, head] {
+        assert_eq!(projector.as_of(offset).await.unwrap().offset, offset);
+    }
+    assert_eq!(
+        metric(&registry, "cairn_projections_as_of_computed_total"),
+        7
+    );
+    assert_eq!(metric(&registry, "cairn_projections_as_of_reused_total"), 2);
     log.close().await;
 }

@@ -36,6 +36,9 @@ fn dev_serves_health_and_metrics_stops_cleanly_and_leaves_a_verifiable_log() {
         "cairn_log_subscribers 2",
         "cairn_log_group_commits_total 1",
         "cairn_log_commit_seconds_count 1",
+        // No as-of query was asked.
+        "cairn_projections_as_of_computing 0",
+        "cairn_projections_as_of_computed_total 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
