@@ -101,8 +101,8 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     log.close().await;
 }
 
-/// A replay reads its chunks on several threads in turn: whatever offset it stops at (inside
-/// a chunk, on either side of a boundary, the head) it folds exactly the records up to it, and
+/// A replay reads ahead in chunks of 8,192 records: whatever offset it stops at (inside a
+/// chunk, on either side of a boundary, the head) it folds exactly the records up to it, and
 /// past the head it says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_folds_exactly_the_records_up_to_where_it_stops() {
