@@ -82,7 +82,7 @@ fn marathon_reads_of_the_golden_log_keep_their_shape() {
     let mut state = State::default();
     let mut snapshots = Vec::new();
     for record in golden_records() {
-        state.apply(&record);
+        state.apply(record.clone());
         let about_apps = matches!(
             record.event,
             Event::AppCreated(_)
@@ -110,7 +110,7 @@ fn mesos_reads_of_the_golden_log_keep_their_shape() {
     let mut state = State::default();
     let mut snapshots = Vec::new();
     for record in golden_records() {
-        state.apply(&record);
+        state.apply(record.clone());
         let about_the_cluster = matches!(
             record.event,
             Event::AgentRegistered(_)
@@ -145,7 +145,7 @@ fn the_scheduler_api_events_of_the_golden_log_keep_their_shape() {
     let mut offered = std::collections::BTreeSet::new();
     let mut events = Vec::new();
     for record in golden_records() {
-        state.apply(&record);
+        state.apply(record.clone());
         for event in scheduler_events(&state, &framework, &record, &mut offered) {
             events.push(json!({ "after": record.offset.get(), "event": event }));
         }
@@ -160,7 +160,7 @@ fn the_operator_api_of_the_golden_log_keeps_its_shape() {
     let mut state = State::default();
     let mut events = Vec::new();
     for record in golden_records() {
-        state.apply(&record);
+        state.apply(record.clone());
         for event in operator_events(&state, &record) {
             events.push(json!({ "after": record.offset.get(), "event": event }));
         }
@@ -174,7 +174,7 @@ fn chronos_reads_of_the_golden_log_keep_their_shape() {
     let mut state = State::default();
     let mut snapshots = Vec::new();
     for record in golden_records() {
-        state.apply(&record);
+        state.apply(record.clone());
         let about_jobs = matches!(
             record.event,
             Event::JobCreated(_)

@@ -1,6 +1,6 @@
 //! The query root: every read model, each as of any moment, plus diffs and the audit trail.
 
-use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Json, Object, SimpleObject};
 use cairn_log::event::{AppId, JobName, TaskOwner};
 use cairn_projections::live::View;
+use cairn_projections::IdMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -524,7 +525,7 @@ fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
 }
 
 /// The key of `map` spelled `id`, if present.
-fn key<K: DeserializeOwned + Ord, V>(map: &BTreeMap<K, V>, id: &str) -> Option<K> {
+fn key<K: DeserializeOwned + Ord + Hash + Clone, V>(map: &IdMap<K, V>, id: &str) -> Option<K> {
     let k: K = serde_json::from_value(serde_json::Value::String(id.to_owned())).ok()?;
     map.contains_key(&k).then_some(k)
 }
@@ -532,14 +533,14 @@ fn key<K: DeserializeOwned + Ord, V>(map: &BTreeMap<K, V>, id: &str) -> Option<K
 /// One page of a keyed model, in key order, after the key `after`.
 fn page<K, V, N>(
     view: &Arc<View>,
-    map: &BTreeMap<K, V>,
+    map: &IdMap<K, V>,
     first: Option<i32>,
     after: Option<String>,
     matches: impl Fn(&K, &V) -> bool,
     node: impl Fn(Arc<View>, K) -> N,
 ) -> async_graphql::Result<Page<N>>
 where
-    K: DeserializeOwned + Serialize + Ord + Clone,
+    K: DeserializeOwned + Serialize + Ord + Hash + Clone,
     N: async_graphql::OutputType,
 {
     let first = page_size(first)?;

@@ -7,10 +7,11 @@ use cairn_log::event::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::IdMap;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Apps {
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub apps: BTreeMap<AppId, App>,
+    pub apps: IdMap<AppId, App>,
     /// Running deployments, and the latest ended ones (see [`crate::Retention`]).
     #[serde(deserialize_with = "crate::bulk::map")]
     pub deployments: BTreeMap<DeploymentId, Deployment>,

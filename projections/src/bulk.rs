@@ -25,14 +25,24 @@ where
     K: Deserialize<'de> + Ord,
     V: Deserialize<'de>,
 {
+    entries(deserializer).map(BTreeMap::from_iter)
+}
+
+/// A map's entries as they come, for a map type to build itself from at once.
+pub fn entries<'de, D, K, V>(deserializer: D) -> Result<Vec<(K, V)>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de>,
+    V: Deserialize<'de>,
+{
     struct Entries<K, V>(PhantomData<(K, V)>);
 
     impl<'de, K, V> Visitor<'de> for Entries<K, V>
     where
-        K: Deserialize<'de> + Ord,
+        K: Deserialize<'de>,
         V: Deserialize<'de>,
     {
-        type Value = BTreeMap<K, V>;
+        type Value = Vec<(K, V)>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a map")
@@ -44,7 +54,7 @@ where
             while let Some(entry) = map.next_entry()? {
                 entries.push(entry);
             }
-            Ok(BTreeMap::from_iter(entries))
+            Ok(entries)
         }
     }
 

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_log::event::{AgentId, FrameworkId, NodeId, OfferId, Resources, TaskId, Term, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::IdMap;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     pub leader: Option<Leader>,
     pub masters: BTreeMap<NodeId, Master>,
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub agents: BTreeMap<AgentId, Agent>,
+    pub agents: IdMap<AgentId, Agent>,
     #[serde(deserialize_with = "crate::bulk::map")]
     pub frameworks: BTreeMap<FrameworkId, Framework>,
     /// Removed frameworks still kept, by the offset that removed them: the oldest go first
@@ -19,8 +20,7 @@ pub struct Cluster {
     #[serde(deserialize_with = "crate::bulk::map")]
     pub removed_frameworks: BTreeMap<u64, FrameworkId>,
     /// Offers made and not yet accepted, declined or rescinded.
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub offers: BTreeMap<OfferId, OutstandingOffer>,
+    pub offers: IdMap<OfferId, OutstandingOffer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

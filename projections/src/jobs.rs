@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_log::event::{JobName, JobSpec, RunCause, RunId, RunOutcome, TaskId, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::IdMap;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Jobs {
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub jobs: BTreeMap<JobName, Job>,
+    pub jobs: IdMap<JobName, Job>,
     /// Active runs, and the latest finished ones (see [`crate::Retention`]).
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub runs: BTreeMap<RunId, Run>,
+    pub runs: IdMap<RunId, Run>,
     /// Finished runs still kept, by the offset that finished them: the oldest go first.
     #[serde(deserialize_with = "crate::bulk::map")]
     pub ended: BTreeMap<u64, RunId>,

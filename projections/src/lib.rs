@@ -13,13 +13,16 @@
 //! **Invariants.** Pure and synchronous: a fold reads only the records it is given (time from
 //! `Record::at`), never a clock, random numbers or hash-map iteration order (`clippy.toml`
 //! here forbids them); so every replay of the same log gives byte-identical state
-//! (`tests/determinism.rs`). A fold never fails: a record that does not fit is counted in
+//! (`tests/determinism.rs`). The one hash table, inside [`IdMap`], only finds entries: it is
+//! never iterated, and its seed decides where an entry sits in it, never what the state holds
+//! or in which order. A fold never fails: a record that does not fit is counted in
 //! [`Anomalies`] and replay goes on.
 
 pub mod apps;
 pub mod audit;
 mod bulk;
 pub mod cluster;
+mod idmap;
 #[cfg(feature = "live")]
 mod indexed;
 pub mod jobs;
@@ -33,18 +36,21 @@ pub mod tasks;
 
 use cairn_log::Record;
 
+pub use idmap::IdMap;
 pub use state::{Anomalies, Anomaly, Retention, State};
 
 /// A read model built by folding records in offset order.
 pub trait Fold {
-    /// Folds the next record. Total: never fails, never panics.
-    fn apply(&mut self, record: &Record);
+    /// Folds the next record. Total: never fails, never panics. Takes the record, so that
+    /// what the models keep of it (a task's spec, a status's message) is moved in, not copied:
+    /// a replay has no other use for its records once folded.
+    fn apply(&mut self, record: Record);
 }
 
 impl State {
     /// Folds the records of `records` that come after this state, up to offset `until`
     /// (inclusive): the step from a checkpoint to the state as of `until`.
-    pub fn advance<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>, until: u64) {
+    pub fn advance(&mut self, records: impl IntoIterator<Item = Record>, until: u64) {
         for record in records.into_iter().take_while(|r| r.offset.get() <= until) {
             if record.offset.get() > self.offset {
                 self.apply(record);

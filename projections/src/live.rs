@@ -822,8 +822,8 @@ impl Projector {
             let checkpoints = self.inner.checkpoints.lock().expect("checkpoints");
             checkpoints.next_due(state.offset, &self.inner.config)
         };
-        state.apply(&first);
         let mut next = first.offset.next();
+        state.apply(first);
         let mut failed = None;
         // A batch ends where a checkpoint is due.
         for _ in 1..FOLD_BATCH {
@@ -832,8 +832,8 @@ impl Projector {
             }
             match ready() {
                 Ok(Some(record)) => {
-                    state.apply(&record);
                     next = record.offset.next();
+                    state.apply(record);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -1002,12 +1002,13 @@ fn replay_from(
             "a base as of the record before `from`"
         );
         for records in ready {
-            let records = records?;
+            let mut records = records?;
             if records.is_empty() {
                 return Err(beyond());
             }
-            state.advance(&records, until);
-            // Back to the reader, which drops the records it allocated and reuses the buffer.
+            // The fold takes the records; what it keeps of them is moved, not copied.
+            state.advance(records.drain(..), until);
+            // Back to the reader, which reuses the buffer.
             let _ = spent.send(records);
         }
         if state.offset < until {
@@ -1250,7 +1251,7 @@ mod tests {
             ..Retention::default()
         });
         for step in 0..5 {
-            state.advance(&history.next_chunk(20_000), u64::MAX);
+            state.advance(history.next_chunk(20_000), u64::MAX);
             let back = decode_checkpoint(&encode_checkpoint(&state).unwrap()).unwrap();
             assert!(back == state, "after {} records", (step + 1) * 20_000);
             // Byte-identical as the API serves it, too.
@@ -1264,7 +1265,7 @@ mod tests {
     #[test]
     fn a_checkpoint_body_cut_short_or_overlong_is_refused() {
         let mut state = State::default();
-        state.advance(&crate::synth::Seeded::default().next_chunk(2_000), u64::MAX);
+        state.advance(crate::synth::Seeded::default().next_chunk(2_000), u64::MAX);
         let body = encode_checkpoint(&state).unwrap();
         for cut in [0, 7, 8, body.len() / 2, body.len() - 1] {
             assert!(decode_checkpoint(&body[..cut]).is_err(), "cut at {cut}");
@@ -1291,7 +1292,7 @@ mod tests {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
         let mut state = State::default();
-        state.advance(&records, u64::MAX);
+        state.advance(records, u64::MAX);
         let path = dir.join(format!("tests/golden/checkpoint.v{CHECKPOINT_FORMAT}.bin"));
         if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, encode_checkpoint(&state).unwrap()).unwrap();

@@ -4,11 +4,11 @@
 //! several models at once (a task ending frees its agent's resources and leaves its app's
 //! instances) and each must see the others' state *before* the record.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_log::event::{
-    Event, Principal, Resources, RunCause, RunId, RunOutcome, TaskOwner, TaskState, Timestamp,
+    Actor, Event, Principal, Resources, RunCause, RunId, RunOutcome, TaskOwner, TaskState,
+    Timestamp,
 };
 use cairn_log::Record;
 use compact_str::{format_compact, CompactString};
@@ -101,8 +101,15 @@ impl Anomalies {
 }
 
 impl crate::Fold for State {
-    fn apply(&mut self, record: &Record) {
-        let offset = record.offset.get();
+    fn apply(&mut self, record: Record) {
+        let Record {
+            offset,
+            at,
+            actor,
+            event,
+            ..
+        } = record;
+        let offset = offset.get();
         if offset != self.offset + 1 {
             self.anomaly(
                 offset,
@@ -110,9 +117,9 @@ impl crate::Fold for State {
             );
         }
         self.offset = offset;
-        self.at = record.at;
-        self.audit_record(record);
-        self.apply_event(offset, record.at, &record.event);
+        self.at = at;
+        self.audit_record(offset, at, actor, &event);
+        self.apply_event(offset, at, event);
     }
 }
 
@@ -164,17 +171,16 @@ impl State {
         Some(agent)
     }
 
-    fn audit_record(&mut self, record: &Record) {
+    fn audit_record(&mut self, offset: u64, at: Timestamp, actor: Actor, event: &Event) {
         if !matches!(
-            record.actor.principal,
+            actor.principal,
             Principal::User { .. } | Principal::Framework { .. }
         ) {
             return;
         }
-        let Some(subject) = subject(&record.event) else {
+        let Some(subject) = subject(event) else {
             return;
         };
-        let offset = record.offset.get();
         let previous = self.audit.latest.insert(subject.clone(), offset);
         if self.audit.entries.len() >= self.retention.audit_entries {
             if let Some(dropped) = self.audit.entries.pop_front() {
@@ -185,21 +191,21 @@ impl State {
         }
         self.audit.entries.push_back(AuditEntry {
             offset,
-            at: record.at,
-            actor: record.actor.clone(),
-            kind: CompactString::const_new(record.event.kind().into()),
+            at,
+            actor,
+            kind: CompactString::const_new(event.kind().into()),
             subject,
             previous,
         });
     }
 
-    fn apply_event(&mut self, offset: u64, at: Timestamp, event: &Event) {
+    fn apply_event(&mut self, offset: u64, at: Timestamp, event: Event) {
         match event {
             Event::LeaderElected(e) => {
                 self.cluster.leader = Some(Leader {
                     node_id: e.node_id,
                     term: e.term,
-                    address: e.address.clone(),
+                    address: e.address,
                     since: at,
                 });
             }
@@ -207,7 +213,7 @@ impl State {
                 self.cluster.masters.insert(
                     e.node_id,
                     Master {
-                        address: e.address.clone(),
+                        address: e.address,
                         joined_at: at,
                     },
                 );
@@ -221,14 +227,14 @@ impl State {
 
             Event::AgentRegistered(e) => {
                 let agent = Agent {
-                    hostname: e.hostname.clone(),
-                    address: e.address.clone(),
-                    attributes: e.attributes.clone(),
-                    version: e.version.clone(),
+                    hostname: e.hostname,
+                    address: e.address,
+                    attributes: e.attributes,
+                    version: e.version,
                     status: AgentStatus::Active,
                     registered_at: at,
                     updated_at: at,
-                    total: e.resources.clone(),
+                    total: e.resources,
                     used: Resources::default(),
                     offered: Resources::default(),
                     tasks: BTreeSet::new(),
@@ -244,11 +250,11 @@ impl State {
             }
             Event::AgentReregistered(e) => match self.cluster.agents.get_mut(&e.agent_id) {
                 Some(agent) => {
-                    agent.hostname = e.hostname.clone();
-                    agent.address = e.address.clone();
-                    agent.attributes = e.attributes.clone();
-                    agent.version = e.version.clone();
-                    agent.total = e.resources.clone();
+                    agent.hostname = e.hostname;
+                    agent.address = e.address;
+                    agent.attributes = e.attributes;
+                    agent.version = e.version;
+                    agent.total = e.resources;
                     agent.status = AgentStatus::Active;
                     agent.updated_at = at;
                 }
@@ -267,13 +273,13 @@ impl State {
 
             Event::FrameworkRegistered(e) => {
                 let framework = Framework {
-                    name: e.name.clone(),
-                    user: e.user.clone(),
-                    roles: e.roles.clone(),
-                    principal: e.principal.clone(),
+                    name: e.name,
+                    user: e.user,
+                    roles: e.roles,
+                    principal: e.principal,
                     failover_timeout_secs: e.failover_timeout_secs,
-                    hostname: e.hostname.clone(),
-                    webui_url: e.webui_url.clone(),
+                    hostname: e.hostname,
+                    webui_url: e.webui_url,
                     status: FrameworkStatus::Active,
                     registered_at: at,
                     updated_at: at,
@@ -328,7 +334,7 @@ impl State {
             },
 
             Event::OffersMade(e) => {
-                for offer in &e.offers {
+                for offer in e.offers {
                     self.adjust(
                         offset,
                         &offer.agent_id,
@@ -337,9 +343,9 @@ impl State {
                         true,
                     );
                     let outstanding = OutstandingOffer {
-                        framework_id: offer.framework_id.clone(),
-                        agent_id: offer.agent_id.clone(),
-                        resources: offer.resources.clone(),
+                        framework_id: offer.framework_id,
+                        agent_id: offer.agent_id,
+                        resources: offer.resources,
                         made_at: at,
                     };
                     if self
@@ -384,10 +390,9 @@ impl State {
             Event::OfferRescinded(e) => self.close_offer(offset, &e.offer_id),
 
             Event::TaskLaunched(e) => {
-                // One lookup: the task goes in first (nothing below reads the tasks).
-                let Entry::Vacant(slot) = self.tasks.tasks.entry(e.task_id.clone()) else {
+                if self.tasks.tasks.contains_key(&e.task_id) {
                     return self.anomaly(offset, format!("task {} launched twice", e.task_id));
-                };
+                }
                 let staging = Status {
                     offset,
                     at,
@@ -398,20 +403,23 @@ impl State {
                     healthy: None,
                     uuid: None,
                 };
-                slot.insert(Task {
-                    name: e.name.clone(),
-                    framework_id: e.framework_id.clone(),
-                    agent_id: e.agent_id.clone(),
-                    owner: e.owner.clone(),
-                    resources: e.resources.clone(),
-                    spec: Box::new(e.spec.clone()),
-                    state: staging.state,
-                    healthy: None,
-                    launched_at: at,
-                    updated_at: at,
-                    kill_requested: false,
-                    statuses: vec![staging],
-                });
+                self.tasks.tasks.insert(
+                    e.task_id.clone(),
+                    Task {
+                        name: e.name,
+                        framework_id: e.framework_id,
+                        agent_id: e.agent_id.clone(),
+                        owner: e.owner.clone(),
+                        resources: e.resources.clone(),
+                        spec: Box::new(e.spec),
+                        state: staging.state,
+                        healthy: None,
+                        launched_at: at,
+                        updated_at: at,
+                        kill_requested: false,
+                        statuses: vec![staging],
+                    },
+                );
                 // The first launch from an offer accepts it; the others find it closed.
                 if let Some(offer_id) = &e.offer_id {
                     self.take_offer(offset, offer_id);
@@ -457,10 +465,10 @@ impl State {
                     at,
                     state: e.state,
                     source: e.source,
-                    reason: e.reason.clone(),
-                    message: e.message.clone(),
+                    reason: e.reason,
+                    message: e.message,
                     healthy: e.healthy,
-                    uuid: e.status_uuid.clone(),
+                    uuid: e.status_uuid,
                 });
                 task.state = e.state;
                 if e.healthy.is_some() {
@@ -474,6 +482,8 @@ impl State {
                         task.owner.clone(),
                         task.kill_requested,
                     );
+                    // Moved into the status above; a failure repeats it.
+                    let message = task.statuses.last().and_then(|s| s.message.clone());
                     if let Some(agent) =
                         self.adjust(offset, &agent_id, Sum::Used, &resources, false)
                     {
@@ -502,7 +512,7 @@ impl State {
                                 app.last_failure = Some(TaskFailure {
                                     task_id: e.task_id.clone(),
                                     state: e.state,
-                                    message: e.message.clone(),
+                                    message,
                                     at,
                                 });
                             }
@@ -521,7 +531,7 @@ impl State {
 
             Event::AppCreated(e) => {
                 let app = App {
-                    spec: Box::new(e.spec.clone()),
+                    spec: Box::new(e.spec),
                     version: e.version,
                     versions: vec![AppVersion {
                         version: e.version,
@@ -539,7 +549,7 @@ impl State {
             }
             Event::AppUpdated(e) => match self.apps.apps.get_mut(&e.app_id) {
                 Some(app) => {
-                    *app.spec = e.spec.clone();
+                    *app.spec = e.spec;
                     app.version = e.version;
                     app.backoff = None;
                     app.versions.push(AppVersion {
@@ -574,8 +584,8 @@ impl State {
             Event::DeploymentStarted(e) => {
                 let deployment = Deployment {
                     version: e.version,
-                    app_ids: e.app_ids.clone(),
-                    steps: e.steps.clone(),
+                    app_ids: e.app_ids,
+                    steps: e.steps,
                     completed_steps: 0,
                     status: DeploymentStatus::Running,
                     started_at: at,
@@ -611,9 +621,7 @@ impl State {
                 offset,
                 at,
                 &e.deployment_id,
-                DeploymentStatus::Failed {
-                    reason: e.reason.clone(),
-                },
+                DeploymentStatus::Failed { reason: e.reason },
             ),
             Event::DeploymentCanceled(e) => self.end_deployment(
                 offset,
@@ -626,7 +634,7 @@ impl State {
 
             Event::JobCreated(e) => {
                 let job = Job {
-                    spec: Box::new(e.spec.clone()),
+                    spec: Box::new(e.spec),
                     created_at: at,
                     updated_at: at,
                     success_count: 0,
@@ -658,7 +666,7 @@ impl State {
                     if rescheduled {
                         job.schedule_from = at;
                     }
-                    *job.spec = e.spec.clone();
+                    *job.spec = e.spec;
                     job.updated_at = at;
                     job.due = job.next_due();
                 }
@@ -697,11 +705,11 @@ impl State {
                 job.last_run = Some(e.run_id.clone());
                 job.active_runs.insert(e.run_id.clone());
                 self.jobs.runs.insert(
-                    e.run_id.clone(),
+                    e.run_id,
                     Run {
-                        job: e.job.clone(),
+                        job: e.job,
                         scheduled_for: e.scheduled_for,
-                        cause: e.cause.clone(),
+                        cause: e.cause,
                         triggered_at: at,
                         attempts: Vec::new(),
                         outcome: None,
@@ -714,12 +722,12 @@ impl State {
                 Some(run) if run.outcome.is_none() => {
                     match run.attempts.iter_mut().find(|a| a.attempt == e.attempt) {
                         Some(a) => {
-                            a.task_id = Some(e.task_id.clone());
+                            a.task_id = Some(e.task_id);
                             a.started_at = Some(at);
                         }
                         None => run.attempts.push(Attempt {
                             attempt: e.attempt,
-                            task_id: Some(e.task_id.clone()),
+                            task_id: Some(e.task_id),
                             started_at: Some(at),
                             retry_reason: None,
                             not_before: None,
@@ -736,7 +744,7 @@ impl State {
                     attempt: e.attempt,
                     task_id: None,
                     started_at: None,
-                    retry_reason: Some(e.reason.clone()),
+                    retry_reason: Some(e.reason),
                     not_before: e.not_before,
                 }),
                 _ => self.anomaly(
@@ -745,7 +753,7 @@ impl State {
                 ),
             },
             Event::JobRunFinished(e) => {
-                self.finish_run(offset, at, &e.run_id, e.outcome, e.message.as_ref())
+                self.finish_run(offset, at, &e.run_id, e.outcome, e.message)
             }
             Event::JobRunMissed(e) => {
                 let Some(job) = self.jobs.jobs.get_mut(&e.job) else {
@@ -764,7 +772,7 @@ impl State {
                 match &e.run_id {
                     Some(run_id) => {
                         let missed = RunOutcome::Missed;
-                        self.finish_run(offset, at, run_id, missed, Some(&e.reason));
+                        self.finish_run(offset, at, run_id, missed, Some(e.reason.clone()));
                     }
                     // A due time (of the schedule, or of the parents' success) that was
                     // never triggered.
@@ -878,7 +886,7 @@ impl State {
         at: Timestamp,
         run_id: &RunId,
         outcome: RunOutcome,
-        message: Option<&String>,
+        message: Option<String>,
     ) {
         let Some(run) = self
             .jobs
@@ -890,7 +898,7 @@ impl State {
         };
         run.outcome = Some(outcome);
         run.finished_at = Some(at);
-        run.message = message.cloned();
+        run.message = message;
         let job_name = run.job.clone();
         let kept = self.retention.ended_runs;
         if let Some(dropped) = retire(&mut self.jobs.ended, offset, run_id, kept) {
@@ -986,7 +994,7 @@ mod tests {
     fn fold(retention: Retention, events: Vec<Event>) -> State {
         let mut state = State::with_retention(retention);
         for (i, event) in events.into_iter().enumerate() {
-            state.apply(&Record {
+            state.apply(Record {
                 offset: Offset::new(i as u64 + 1).expect("offsets start at 1"),
                 term: Term(1),
                 at: Timestamp::from_micros(i as i64),

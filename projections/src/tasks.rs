@@ -8,11 +8,12 @@ use cairn_log::event::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::IdMap;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tasks {
     /// Tasks that are not terminal, and the latest terminal ones (see [`crate::Retention`]).
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub tasks: BTreeMap<TaskId, Task>,
+    pub tasks: IdMap<TaskId, Task>,
     /// Terminal tasks still kept, by the offset that ended them: the oldest go first.
     #[serde(deserialize_with = "crate::bulk::map")]
     pub ended: BTreeMap<u64, TaskId>,

@@ -14,7 +14,7 @@ fn fold(records: &[Record]) -> State {
 
 fn fold_into(mut state: State, records: &[Record]) -> State {
     for r in records {
-        state.apply(r);
+        state.apply(r.clone());
     }
     state
 }
@@ -45,7 +45,7 @@ proptest! {
         let checkpoint = bytes(&fold(&records[..at]));
         let mut resumed: State = serde_json::from_slice(&checkpoint).unwrap();
         prop_assert_eq!(resumed.offset, at as u64);
-        resumed.advance(&records, u64::MAX);
+        resumed.advance(records.iter().cloned(), u64::MAX);
         prop_assert_eq!(bytes(&resumed), bytes(&whole));
     }
 
@@ -121,7 +121,7 @@ proptest! {
         let at = if records.is_empty() { 0 } else { cut.index(records.len() + 1) };
         let checkpoint = bytes(&fold_into(State::with_retention(retention), &records[..at]));
         let mut resumed: State = serde_json::from_slice(&checkpoint).unwrap();
-        resumed.advance(&records, u64::MAX);
+        resumed.advance(records.iter().cloned(), u64::MAX);
         prop_assert_eq!(bytes(&resumed), bytes(&bounded));
     }
 }

@@ -22,7 +22,7 @@ fn golden_records() -> Vec<Record> {
 
 fn fold_until(records: &[Record], until: u64) -> State {
     let mut state = State::default();
-    state.advance(records, until);
+    state.advance(records.iter().cloned(), until);
     state
 }
 
@@ -30,7 +30,7 @@ fn fold_until(records: &[Record], until: u64) -> State {
 fn the_golden_log_folds_to_its_committed_state() {
     let records = golden_records();
     let mut state = State::default();
-    for r in &records {
+    for r in records {
         state.apply(r);
     }
     let dump = serde_json::to_string_pretty(&state).unwrap() + "\n";

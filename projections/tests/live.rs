@@ -75,7 +75,7 @@ async fn a_long_log_is_caught_up_and_followed_to_the_state_a_replay_gives() {
     let mut folded = State::default();
     let all = log.read(Offset::FIRST, usize::MAX).unwrap();
     assert_eq!(all.len() as u64, head);
-    folded.advance(&all, head);
+    folded.advance(all, head);
     assert_eq!(json(&folded), json(&replayed));
 
     // Then it follows appends, through a subscription.
@@ -127,7 +127,7 @@ async fn a_replay_folds_exactly_the_records_up_to_where_it_stops() {
         head,
     ] {
         let mut folded = State::default();
-        folded.advance(&all[..until as usize], until);
+        folded.advance(all[..until as usize].iter().cloned(), until);
         let replayed = replay(&log, State::default(), until).unwrap();
         assert_eq!(replayed.offset, until);
         assert_eq!(json(&replayed), json(&folded), "up to {until}");

@@ -293,7 +293,7 @@ pub(crate) mod tests {
         let mut state = State::default();
         for (i, event) in events.into_iter().enumerate() {
             let n = i as u64 + 1;
-            state.apply(&Record {
+            state.apply(Record {
                 offset: Offset::new(n).unwrap(),
                 term: Term(1),
                 at: Timestamp::from_micros(n as i64 * 1_000_000),

@@ -115,7 +115,7 @@ impl Sim {
                 actor: Actor::system(),
                 event,
             };
-            self.state.apply(&record);
+            self.state.apply(record.clone());
             if let Event::TaskLaunched(launched) = &record.event {
                 // Most runs take a little while; some outlast their period.
                 let long = self.rng.chance(5);
@@ -274,7 +274,7 @@ impl Sim {
                 if self.crashes % 8 == 1 {
                     let mut refolded = State::default();
                     for record in &self.log {
-                        refolded.apply(record);
+                        refolded.apply(record.clone());
                     }
                     assert_eq!(
                         serde_json::to_vec(&refolded).unwrap(),

@@ -32,7 +32,7 @@ impl Folded {
 
     pub fn fold(&mut self, event: Event) {
         self.offset += 1;
-        self.state.apply(&Record {
+        self.state.apply(Record {
             offset: Offset::new(self.offset).expect("offsets start at 1"),
             term: Term(1),
             at: Timestamp::from_micros(self.offset as i64),

@@ -30,12 +30,13 @@ pub async fn bench(dir: &Path, events: usize, as_of_queries: usize) -> anyhow::R
     let mut left = events;
     while left > 0 {
         let chunk = history.next_chunk(left.min(CHUNK));
+        left -= chunk.len();
+        // Timed with dropping what the fold does not keep of the records, as a replay does.
         let started = Instant::now();
-        for r in &chunk {
+        for r in chunk {
             state.apply(r);
         }
         folding += started.elapsed();
-        left -= chunk.len();
     }
     let in_memory_peak = peak_rss_mib();
     let state_bytes = serde_json::to_vec(&state)?.len();

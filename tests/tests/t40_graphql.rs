@@ -716,7 +716,7 @@ fn checkpoints_are_only_a_cache() {
     let mut state = State::default();
     let mut expected = Vec::new();
     for &m in &moments {
-        state.advance(&records, m);
+        state.advance(records.iter().cloned(), m);
         expected.push(serde_json::to_string(&state).unwrap());
     }
     assert_eq!(first, expected, "served as-of states are folds of the log");
