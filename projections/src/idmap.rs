@@ -64,12 +64,7 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
     }
 
     fn slot_hashed(&self, hash: u64, key: &K) -> Option<u32> {
-        let slots = &self.slots;
-        self.index
-            .find(hash, |&i| {
-                slots[i as usize].as_ref().is_some_and(|(k, _)| k == key)
-            })
-            .copied()
+        self.index.find(hash, holds(&self.slots, key)).copied()
     }
 
     fn at(&self, slot: u32) -> &(K, V) {
@@ -81,10 +76,7 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
     }
 
     pub fn get_key_value(&self, key: &K) -> Option<(&K, &V)> {
-        self.slot(key).map(|i| {
-            let (k, v) = self.at(i);
-            (k, v)
-        })
+        self.slot(key).map(|i| pair(self.at(i)))
     }
 
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
@@ -120,13 +112,7 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let hash = self.hasher.hash_one(key);
-        let slots = &self.slots;
-        let found = self
-            .index
-            .find_entry(hash, |&i| {
-                slots[i as usize].as_ref().is_some_and(|(k, _)| k == key)
-            })
-            .ok()?;
+        let found = self.index.find_entry(hash, holds(&self.slots, key)).ok()?;
         let (i, _) = found.remove();
         self.order.remove(key);
         self.free.push(i);
@@ -161,6 +147,15 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
     }
 }
 
+/// Whether a slot of the hash table holds `key`.
+fn holds<'a, K: Eq, V>(slots: &'a [Option<(K, V)>], key: &'a K) -> impl Fn(&u32) -> bool + 'a {
+    move |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| k == key)
+}
+
+fn pair<K, V>((k, v): &(K, V)) -> (&K, &V) {
+    (k, v)
+}
+
 fn entry<K, V>(slots: &[Option<(K, V)>], slot: u32) -> &(K, V) {
     slots[slot as usize]
         .as_ref()
@@ -179,8 +174,7 @@ impl<'a, K: 'a, V, O: Iterator<Item = (&'a K, &'a u32)>> Iterator for Iter<'a, K
 
     fn next(&mut self) -> Option<Self::Item> {
         let (_, &i) = self.order.next()?;
-        let (k, v) = entry(self.slots, i);
-        Some((k, v))
+        Some(pair(entry(self.slots, i)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -193,8 +187,7 @@ impl<'a, K: 'a, V, O: DoubleEndedIterator<Item = (&'a K, &'a u32)>> DoubleEndedI
 {
     fn next_back(&mut self) -> Option<Self::Item> {
         let (_, &i) = self.order.next_back()?;
-        let (k, v) = entry(self.slots, i);
-        Some((k, v))
+        Some(pair(entry(self.slots, i)))
     }
 }
 
