@@ -3,9 +3,15 @@
 //! Most records look up their task, agent, app or run by id, and in a `BTreeMap` each lookup
 //! walks the tree comparing the key with a dozen others: B-tree operations were ~46 % of the
 //! fold's instructions (BENCHMARKS.md, tenth session). An `IdMap` keeps its entries in slots
-//! found through a hash table (one hash, one or two key comparisons) and their order in a
-//! `BTreeMap` of keys to slots, used only to iterate, page and serialize, and changed only when
-//! an entry comes or goes.
+//! found through a hash table (one hash, one or two key comparisons). Their order is needed
+//! only to iterate, page and serialize, which a fold never does: it is kept as a sorted vector
+//! of slots, settled at the first change after an ordered read; the entries that came since
+//! are sorted and merged in by the next ordered read (a binary search each), and the slots
+//! emptied since are dropped from it then. So a change costs no ordered insert (a `BTreeMap`
+//! of keys to slots did: ~1,300 instructions, most of an insert, BENCHMARKS.md, eleventh
+//! session), and a read after changes costs one pass over the order plus the sort of what
+//! changed. Changes that pile up unread (a replay) settle themselves once they outnumber the
+//! entries, so the cost stays amortized and emptied slots get reused.
 //!
 //! Determinism: the hash table is never iterated, and its hasher's seed decides only where an
 //! entry sits in it, never what the map holds or the order it gives; a seed per map (not one
@@ -14,34 +20,53 @@
 //! map serializes exactly as a `BTreeMap` of the same entries (checkpoints and goldens are
 //! unchanged).
 
-use std::collections::{btree_map, BTreeMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::ops::{Index, RangeBounds};
+use std::ops::{Bound, Index, RangeBounds};
+use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Changes since the order was last settled beyond which a change settles it itself: a replay
+/// reads no order, and its slots are not reused until the order is settled (see `emptied`).
+/// Small in unit tests, so that short random histories cross it.
+const UNSETTLED_MIN: usize = if cfg!(test) { 4 } else { 1024 };
+
 /// An ordered map from ids to values with hashed lookups. See the module's documentation.
 pub struct IdMap<K, V> {
-    /// Every key, in order, with the slot of its entry.
-    order: BTreeMap<K, u32>,
-    /// Entries by slot; `None` where one was removed (its slot is in `free`).
+    /// Entries by slot; `None` where one was removed.
     slots: Vec<Option<(K, V)>>,
+    /// Emptied slots free to reuse.
     free: Vec<u32>,
+    /// Slots emptied since the order was settled: not reused until it is again, so that
+    /// `settled` never names a slot that holds another key by then.
+    emptied: Vec<u32>,
     /// Slots of the entries, by the hash of their keys.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    /// Slots in key order when the order was last settled (some may have been emptied since).
+    settled: Vec<u32>,
+    /// Slots filled since then, in no order.
+    added: Vec<u32>,
+    /// Every entry's slot in key order, merged from the three above by the first ordered read
+    /// after a change and kept until the next change.
+    order: OnceLock<Vec<u32>>,
+    len: usize,
 }
 
 impl<K, V> Default for IdMap<K, V> {
     fn default() -> Self {
         Self {
-            order: BTreeMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
+            emptied: Vec::new(),
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            settled: Vec::new(),
+            added: Vec::new(),
+            order: OnceLock::new(),
+            len: 0,
         }
     }
 }
@@ -52,11 +77,11 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len == 0
     }
 
     fn slot(&self, key: &K) -> Option<u32> {
@@ -95,6 +120,7 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
             let (_, old) = self.slots[i as usize].as_mut().expect("indexed");
             return Some(std::mem::replace(old, value));
         }
+        self.changing();
         let i = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -102,11 +128,12 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries")
             }
         };
-        self.order.insert(key.clone(), i);
         self.slots[i as usize] = Some((key, value));
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
             .insert_unique(hash, i, |&j| hasher.hash_one(&entry(slots, j).0));
+        self.added.push(i);
+        self.len += 1;
         None
     }
 
@@ -114,21 +141,73 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
         let hash = self.hasher.hash_one(key);
         let found = self.index.find_entry(hash, holds(&self.slots, key)).ok()?;
         let (i, _) = found.remove();
-        self.order.remove(key);
-        self.free.push(i);
+        self.changing();
+        self.emptied.push(i);
+        self.len -= 1;
         self.slots[i as usize].take().map(|(_, v)| v)
     }
 
+    /// Before an entry comes or goes: settles the order if a read merged it (it is then
+    /// current) or if enough changes wait (merging them is then cheap per change).
+    fn changing(&mut self) {
+        let order = match self.order.take() {
+            Some(order) => order,
+            None if self.added.len() + self.emptied.len() >= self.len.max(UNSETTLED_MIN) => {
+                self.merged()
+            }
+            None => return,
+        };
+        self.settled = order;
+        self.added.clear();
+        self.free.append(&mut self.emptied);
+    }
+
+    /// Every entry's slot in key order: the settled order less the emptied slots, with the
+    /// added ones sorted and put in their places (a binary search each).
+    fn merged(&self) -> Vec<u32> {
+        let key = |i: &u32| &self.at(*i).0;
+        let mut gone = vec![
+            0u64;
+            if self.emptied.is_empty() {
+                0
+            } else {
+                self.slots.len().div_ceil(64)
+            }
+        ];
+        for &i in &self.emptied {
+            gone[i as usize / 64] |= 1 << (i % 64);
+        }
+        let kept = |i: &u32| gone.is_empty() || gone[*i as usize / 64] & (1 << (i % 64)) == 0;
+        let settled: Vec<u32> = self.settled.iter().copied().filter(kept).collect();
+        // An added slot emptied again holds nothing (emptied slots are not reused meanwhile).
+        let mut added: Vec<u32> = self.added.iter().copied().filter(kept).collect();
+        added.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        let mut order = Vec::with_capacity(self.len);
+        let mut from = 0;
+        for i in added {
+            let to = from + settled[from..].partition_point(|j| key(j) < key(&i));
+            order.extend_from_slice(&settled[from..to]);
+            order.push(i);
+            from = to;
+        }
+        order.extend_from_slice(&settled[from..]);
+        order
+    }
+
+    fn order(&self) -> &[u32] {
+        self.order.get_or_init(|| self.merged())
+    }
+
     /// Entries in key order.
-    pub fn iter(&self) -> Iter<'_, K, V, btree_map::Iter<'_, K, u32>> {
+    pub fn iter(&self) -> Iter<'_, K, V> {
         Iter {
-            order: self.order.iter(),
+            order: self.order().iter(),
             slots: &self.slots,
         }
     }
 
-    pub fn keys(&self) -> btree_map::Keys<'_, K, u32> {
-        self.order.keys()
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + '_ {
@@ -136,12 +215,21 @@ impl<K: Ord + Hash + Clone, V> IdMap<K, V> {
     }
 
     /// Entries whose keys are in `range`, in key order.
-    pub fn range<R: RangeBounds<K>>(
-        &self,
-        range: R,
-    ) -> Iter<'_, K, V, btree_map::Range<'_, K, u32>> {
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Iter<'_, K, V> {
+        let order = self.order();
+        let key = |i: &u32| &self.at(*i).0;
+        let start = match range.start_bound() {
+            Bound::Included(s) => order.partition_point(|i| key(i) < s),
+            Bound::Excluded(s) => order.partition_point(|i| key(i) <= s),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(e) => order.partition_point(|i| key(i) <= e),
+            Bound::Excluded(e) => order.partition_point(|i| key(i) < e),
+            Bound::Unbounded => order.len(),
+        };
         Iter {
-            order: self.order.range(range),
+            order: order[start..end.max(start)].iter(),
             slots: &self.slots,
         }
     }
@@ -164,16 +252,16 @@ fn entry<K, V>(slots: &[Option<(K, V)>], slot: u32) -> &(K, V) {
 
 /// Entries in key order: of the whole map, or of a range of keys.
 #[derive(Debug)]
-pub struct Iter<'a, K, V, O> {
-    order: O,
+pub struct Iter<'a, K, V> {
+    order: std::slice::Iter<'a, u32>,
     slots: &'a [Option<(K, V)>],
 }
 
-impl<'a, K: 'a, V, O: Iterator<Item = (&'a K, &'a u32)>> Iterator for Iter<'a, K, V, O> {
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (_, &i) = self.order.next()?;
+        let &i = self.order.next()?;
         Some(pair(entry(self.slots, i)))
     }
 
@@ -182,14 +270,14 @@ impl<'a, K: 'a, V, O: Iterator<Item = (&'a K, &'a u32)>> Iterator for Iter<'a, K
     }
 }
 
-impl<'a, K: 'a, V, O: DoubleEndedIterator<Item = (&'a K, &'a u32)>> DoubleEndedIterator
-    for Iter<'a, K, V, O>
-{
+impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        let (_, &i) = self.order.next_back()?;
+        let &i = self.order.next_back()?;
         Some(pair(entry(self.slots, i)))
     }
 }
+
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
 
 impl<K: Ord + Hash + Clone, V> FromIterator<(K, V)> for IdMap<K, V> {
     /// Of equal keys, the last wins, as when inserting one by one. Entries in key order (a
@@ -206,7 +294,9 @@ impl<K: Ord + Hash + Clone, V> FromIterator<(K, V)> for IdMap<K, V> {
         }
         let mut map = Self::new();
         map.index.reserve(entries.len(), |_| 0);
-        map.order = entries.iter().map(|(k, _)| k.clone()).zip(0..).collect();
+        let slots = u32::try_from(entries.len()).expect("fewer than 2^32 entries");
+        map.settled = (0..slots).collect();
+        map.len = entries.len();
         let hasher = &map.hasher;
         for (i, (k, _)) in (0..).zip(&entries) {
             map.index.insert_unique(hasher.hash_one(k), i, |&j| {
@@ -228,7 +318,7 @@ impl<K: Ord + Hash + Clone, V> Index<&K> for IdMap<K, V> {
 
 impl<'a, K: Ord + Hash + Clone, V> IntoIterator for &'a IdMap<K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = Iter<'a, K, V, btree_map::Iter<'a, K, u32>>;
+    type IntoIter = Iter<'a, K, V>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
@@ -238,11 +328,15 @@ impl<'a, K: Ord + Hash + Clone, V> IntoIterator for &'a IdMap<K, V> {
 impl<K: Clone, V: Clone> Clone for IdMap<K, V> {
     fn clone(&self) -> Self {
         Self {
-            order: self.order.clone(),
             slots: self.slots.clone(),
             free: self.free.clone(),
+            emptied: self.emptied.clone(),
             index: self.index.clone(),
             hasher: self.hasher.clone(),
+            settled: self.settled.clone(),
+            added: self.added.clone(),
+            order: self.order.clone(),
+            len: self.len,
         }
     }
 }
@@ -287,21 +381,27 @@ mod tests {
     use super::IdMap;
 
     proptest! {
-        /// Any sequence of inserts and removes leaves the same entries, in the same order and
-        /// with the same serialized shape, as in a `BTreeMap`.
+        /// Any sequence of inserts, removes and ordered reads between them leaves the same
+        /// entries, in the same order and with the same serialized shape, as in a `BTreeMap`.
         #[test]
-        fn behaves_as_a_btree_map(ops in prop::collection::vec((any::<bool>(), 0u8..40, any::<u16>()), 0..400)) {
+        fn behaves_as_a_btree_map(ops in prop::collection::vec((0u8..4, 0u8..40, any::<u16>()), 0..400)) {
             let mut map = IdMap::new();
             let mut model = BTreeMap::new();
             // Collected from entries out of order and repeated: the last of equal keys wins.
             let entries = ops.iter().map(|&(_, key, value)| (format!("task-{key}"), value));
             prop_assert!(entries.clone().collect::<IdMap<_, _>>().iter().eq(entries.collect::<BTreeMap<_, _>>().iter()));
-            for (insert, key, value) in ops {
+            for (op, key, value) in ops {
                 let key = format!("task-{key}");
-                if insert {
-                    prop_assert_eq!(map.insert(key.clone(), value), model.insert(key.clone(), value));
-                } else {
-                    prop_assert_eq!(map.remove(&key), model.remove(&key));
+                match op {
+                    0 | 1 => prop_assert_eq!(map.insert(key.clone(), value), model.insert(key.clone(), value)),
+                    2 => prop_assert_eq!(map.remove(&key), model.remove(&key)),
+                    // An ordered read merges the changes so far; the next change settles them.
+                    _ => {
+                        prop_assert!(map.iter().eq(model.iter()));
+                        prop_assert!(map.range(key.clone()..).rev().eq(model.range(key.clone()..).rev()));
+                        prop_assert!(map.range(..=key.clone()).eq(model.range(..=key.clone())));
+                        prop_assert_eq!(&map.clone(), &map);
+                    }
                 }
                 prop_assert_eq!(map.get(&key), model.get(&key));
                 prop_assert_eq!(map.len(), model.len());

@@ -15,7 +15,8 @@
 //! here forbids them); so every replay of the same log gives byte-identical state
 //! (`tests/determinism.rs`). The one hash table, inside [`IdMap`], only finds entries: it is
 //! never iterated, and its seed decides where an entry sits in it, never what the state holds
-//! or in which order. A fold never fails: a record that does not fit is counted in
+//! or in which order; its order, merged on the first ordered read after a change, is that of
+//! the keys alone. A fold never fails: a record that does not fit is counted in
 //! [`Anomalies`] and replay goes on.
 
 pub mod apps;
