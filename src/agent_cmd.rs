@@ -149,5 +149,9 @@ pub fn main(flags: AgentFlags) -> anyhow::Result<ExitCode> {
 
 /// `cairn executor <sandbox>` (started by an agent, not by people).
 pub fn executor(sandbox: PathBuf) -> ExitCode {
+    // The task runs with the kernel's own setting, whatever a `cairn dev` process running
+    // the agent chose for itself (`without_huge_pages`). An error means the kernel has no
+    // such switch, so nothing was turned off.
+    let _ = nix::sys::prctl::set_thp_disable(false);
     cairn_agent::executor::wrapper::main(&sandbox)
 }

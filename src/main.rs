@@ -91,8 +91,26 @@ enum Command {
     },
 }
 
+/// Transparent huge pages off in the processes that fold the log. mimalloc asks for them on
+/// its arenas, and with the kernel's `defrag=madvise` a fault there may first compact memory,
+/// then zeroes 2 MiB at once: a replay right after opening the log (sled loading its pages
+/// into fresh memory) spent up to half its time in the kernel so, and varied two-fold from run
+/// to run; without them it is steady, and the fold no slower (BENCHMARKS.md, eleventh
+/// session). Child processes inherit the setting: the executor turns it back for its task.
+fn without_huge_pages() {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("warning: transparent huge pages stay on: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Dev(_) | Command::Master(_) | Command::Bench { .. }
+    ) {
+        without_huge_pages();
+    }
     let result = match cli.command {
         Command::Dev(flags) => master::dev(flags),
         Command::Master(flags) => master::master(flags),

@@ -115,6 +115,10 @@ impl Dev {
         format!("127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
     /// Kills it with SIGKILL (its tasks' executors live on), and reaps it.
     pub fn kill(mut self) {
         self.proc.0.kill().expect("kill");

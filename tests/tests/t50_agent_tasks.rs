@@ -1,7 +1,8 @@
 //! `cairn dev` with its agent: one-off process tasks from the CLI, end to end: they run with
 //! their ports and environment, write logs the CLI reads back, end with the Mesos states and
 //! reasons, are killed without leaving a process behind, survive an agent restart, and bad
-//! ones are refused with a reason that names the field.
+//! ones are refused with a reason that names the field; the master runs without transparent
+//! huge pages, its tasks with the kernel's setting.
 
 use std::time::Duration;
 
@@ -138,6 +139,35 @@ fn process_tasks_run_log_end_and_are_killed_without_orphans() {
     let running = stdout(&cairn(&masters, &["task", "list"]));
     assert!(running.trim().is_empty(), "{running}");
     dev.stop();
+}
+
+/// The `THP_enabled` line of a process's status.
+fn huge_pages(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("a kernel that reports THP_enabled")
+        .to_owned()
+}
+
+#[test]
+fn the_master_folds_without_huge_pages_and_its_tasks_keep_the_kernels_setting() {
+    let dir = cairn_tests::workdir();
+    let dev = Dev::start_with_agent(dir.path(), None, &["--cpus", "1", "--mem", "256"]);
+    let masters = vec![dev.addr()];
+    let status = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(
+        huge_pages(&status(&dev.pid().to_string())),
+        "THP_enabled:\t0"
+    );
+    // The task's setting is this test's own, inherited from the same kernel and shell.
+    let id = run_task(
+        &masters,
+        &["--wait", "--", "grep THP_enabled /proc/self/status"],
+    );
+    let logs = cairn(&masters, &["task", "logs", &id]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+    assert_eq!(stdout(&logs).trim_end(), huge_pages(&status("self")));
 }
 
 fn dev_isolation(agent: &str) -> String {
