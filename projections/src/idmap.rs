@@ -49,8 +49,8 @@ pub struct IdMap<K, V> {
     settled: Vec<u32>,
     /// Slots filled since then, in no order.
     added: Vec<u32>,
-    /// Every entry's slot in key order, merged from the three above by the first ordered read
-    /// after a change and kept until the next change.
+    /// Every entry's slot in key order, merged from `settled`, `added` and `emptied` by the
+    /// first ordered read after a change, and kept until the next change.
     order: OnceLock<Vec<u32>>,
     len: usize,
 }
