@@ -22,10 +22,13 @@ pub enum Error {
     #[error("record at offset {offset} does not decode: {source}")]
     Decode {
         offset: u64,
-        source: serde_json::Error,
+        /// JSON's or MessagePack's error, by the record's format.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("event does not encode: {0}")]
     Encode(serde_json::Error),
+    #[error("event does not encode: {0}")]
+    Pack(crate::indexed::Error),
     #[error("record is {len} bytes encoded, the limit is {limit}")]
     RecordTooLarge { len: usize, limit: usize },
     #[error("batch of {len} entries is over the limit of {limit}")]

@@ -4,13 +4,14 @@
 //! **Role.** [`event`] defines the one vocabulary of past-tense facts (`AgentRegistered`,
 //! `TaskStatusUpdated`, `JobRunTriggered`, …) and [`Record`] the stored shape of each: offset,
 //! leader term, leader-assigned time and actor. [`codec`] frames records with a checksum and
-//! chains them by hash. With the default `engine` feature, [`engine`] replicates the log
+//! chains them by hash; [`indexed`] is the compact encoding of payloads (and of checkpoints).
+//! With the default `engine` feature, [`engine`] replicates the log
 //! across masters with Raft (openraft), stores frames in sled with group commit, and serves
 //! reads and subscriptions. [`protocol`] is the agent protocol's wire shapes: the agent and the
 //! master's runner both speak it, and neither may depend on the other.
 //!
-//! **Boundary.** The vocabulary and codec depend only on serde, chrono and the hash/checksum
-//! crates; sled, openraft, tokio, HTTP and metrics come only with `engine`, so `projections` and `agent` use
+//! **Boundary.** The vocabulary and codec depend only on serde (JSON, MessagePack), base64,
+//! chrono and the hash/checksum crates; sled, openraft, tokio, HTTP and metrics come only with `engine`, so `projections` and `agent` use
 //! this crate with `default-features = false` and never compile storage. Nothing here knows
 //! about projections, scheduling or APIs.
 //!
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod engine;
 mod error;
 pub mod event;
+pub mod indexed;
 pub mod protocol;
 mod record;
 

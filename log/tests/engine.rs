@@ -236,8 +236,8 @@ fn frame(offset: u64, prev: codec::Hash, at: Timestamp) -> (Vec<u8>, codec::Hash
         at,
         prev_hash: prev,
     };
-    let payload = codec::encode_payload(&entry(1)).unwrap();
-    let hash = codec::write_frame(&mut out, &header, &payload);
+    let payload = codec::Payload::pack(&entry(1)).unwrap();
+    let hash = codec::write_frame(&mut out, &header, payload.bytes());
     (out, hash)
 }
 
@@ -370,7 +370,7 @@ async fn blobs_are_never_written() {
             version: "0.1.0".into(),
         })),
     };
-    assert!(codec::encode_payload(&big).unwrap().len() > codec::MAX_PAYLOAD - 400);
+    assert!(codec::Payload::pack(&big).unwrap().bytes().len() > codec::MAX_PAYLOAD - 400);
     for round in 0..40u16 {
         let mut batch: Vec<Entry> = (0..2000).map(|i| entry(round.wrapping_mul(i))).collect();
         if round % 10 == 0 {

@@ -24,8 +24,6 @@ pub mod audit;
 mod bulk;
 pub mod cluster;
 mod idmap;
-#[cfg(feature = "live")]
-mod indexed;
 pub mod jobs;
 #[cfg(feature = "live")]
 pub mod live;

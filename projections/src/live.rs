@@ -10,7 +10,7 @@
 //! **Checkpoints** are the serialized state every so many records, in
 //! `<data-dir>/checkpoints/<offset>.ckpt`: a line of JSON (the header), then the state in
 //! MessagePack with structs as arrays, or as maps keyed by field index where a field was left
-//! out ([`crate::indexed`]), which loads several times as fast as the same state in JSON. They
+//! out ([`cairn_log::indexed`]), which loads several times as fast as the same state in JSON. They
 //! are a cache, never the truth: one that does not check out (torn, from another cluster, of
 //! another format, past the log's head, or not matching the record at its offset) is ignored
 //! and deleted, and deleting them all changes no answer, only speed.
@@ -1054,10 +1054,10 @@ fn read_ahead(
 }
 
 /// A part of a checkpoint: MessagePack, structs as arrays or as maps from field indices
-/// ([`crate::indexed`]: no field names, and `skip_serializing_if` still holds).
+/// ([`cairn_log::indexed`]: no field names, and `skip_serializing_if` still holds).
 /// Public, with [`decode_state`], for the benchmark that times loading each part of a state.
 pub fn encode_state<T: serde::Serialize>(state: &T) -> std::io::Result<Vec<u8>> {
-    crate::indexed::to_vec(state).map_err(std::io::Error::other)
+    cairn_log::indexed::to_vec(state).map_err(std::io::Error::other)
 }
 
 /// The state (or part of it) in a checkpoint's part.

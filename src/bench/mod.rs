@@ -385,7 +385,9 @@ async fn bench_log(
     seconds: u64,
     replay_events: u64,
 ) -> anyhow::Result<()> {
-    let payload = cairn_log::codec::encode_payload(&status_update(1))?.len();
+    let payload = cairn_log::codec::Payload::pack(&status_update(1))?
+        .bytes()
+        .len();
     println!("machine: {}; event payload {payload} bytes; {appenders} appenders; {seconds} s per run; fsync on", machine());
     println!();
     println!("| batch | appends/s | events/s | p50 append | p99 append | p99.9 append | events per flush |");

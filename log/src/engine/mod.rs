@@ -26,7 +26,6 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{RaftMetrics, SnapshotMeta};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tracing::{error, info, warn};
 
@@ -35,7 +34,7 @@ use store::Chunks;
 pub use store::{OpenMode, Store, TailCut, Tip, VerifyReport, SEGMENT_BYTES};
 pub use subscribe::{Follow, Subscription};
 
-use crate::codec::{self, ChainCheck, Frames, Header, FORMAT};
+use crate::codec::{self, ChainCheck, Frames, Header, Payload};
 use crate::error::{Error, Result};
 use crate::event::{Entry, Term, Timestamp};
 use crate::record::{Offset, Record};
@@ -180,7 +179,7 @@ enum Forwarding {
 }
 
 struct Request {
-    payloads: Vec<Box<RawValue>>,
+    payloads: Vec<Payload>,
     bytes: usize,
     reply: oneshot::Sender<Result<Appended>>,
 }
@@ -285,19 +284,19 @@ impl Shared {
         let mut tip = a.tip;
         let first = tip.last + 1;
         let mut frames =
-            Vec::with_capacity(proposal.entries.iter().map(|p| p.get().len() + 66).sum());
+            Vec::with_capacity(proposal.entries.iter().map(|p| p.bytes().len() + 66).sum());
         let mut chunks = Chunks::default();
         for payload in &proposal.entries {
             tip.last += 1;
             let start = frames.len();
             let header = Header {
-                format: FORMAT,
+                format: payload.format(),
                 offset: tip.last,
                 term,
                 at,
                 prev_hash: tip.hash,
             };
-            tip.hash = codec::write_frame(&mut frames, &header, payload.get().as_bytes());
+            tip.hash = codec::write_frame(&mut frames, &header, payload.bytes());
             chunks.push(tip.last, start..frames.len());
         }
         tip.at = at;
@@ -325,7 +324,7 @@ impl Shared {
     }
 
     /// Sends applied records to live subscribers, decoding them only if there are any.
-    fn publish(&self, first: u64, term: Term, at: Timestamp, payloads: &[Box<RawValue>]) {
+    fn publish(&self, first: u64, term: Term, at: Timestamp, payloads: &[Payload]) {
         let Some(sender) = self.live.lock().expect("live lock").clone() else {
             return;
         };
@@ -334,7 +333,7 @@ impl Shared {
         }
         let mut records = Vec::with_capacity(payloads.len());
         for (payload, offset) in payloads.iter().zip(first..) {
-            match serde_json::from_str::<Entry>(payload.get()) {
+            match payload.decode(offset) {
                 Ok(entry) => records.push(Record {
                     offset: Offset::new(offset).expect("offsets start at 1"),
                     term,
@@ -798,7 +797,7 @@ impl Log {
         }
         let payloads = entries
             .iter()
-            .map(|entry| serde_json::value::to_raw_value(entry).map_err(Error::Encode))
+            .map(Payload::pack)
             .collect::<Result<Vec<_>>>()?;
         self.append_payloads(payloads, forwarding).await
     }
@@ -807,12 +806,12 @@ impl Log {
     /// not lead.
     async fn append_payloads(
         &self,
-        payloads: Vec<Box<RawValue>>,
+        payloads: Vec<Payload>,
         forwarding: Forwarding,
     ) -> Result<Appended> {
         let mut bytes = 0;
         for payload in &payloads {
-            let len = payload.get().len();
+            let len = payload.bytes().len();
             if len > codec::MAX_PAYLOAD {
                 return Err(Error::RecordTooLarge {
                     len,

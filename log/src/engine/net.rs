@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::raft::{Node, NodeId, Raft, TypeConfig};
 use super::Shared;
+use crate::codec::Payload;
 
 const APPEND: &str = "/raft/append";
 const VOTE: &str = "/raft/vote";
@@ -164,17 +165,11 @@ pub(crate) fn router(log: super::Log) -> Router {
 /// An append forwarded by a follower: appended here, never forwarded again.
 async fn forwarded(
     State(s): State<Served>,
-    Json(payloads): Json<Vec<Box<serde_json::value::RawValue>>>,
+    Json(payloads): Json<Vec<Payload>>,
 ) -> Json<Result<super::Appended, String>> {
     // A peer sent these; still, nothing that does not decode enters the log.
-    if let Some(bad) = payloads
-        .iter()
-        .find(|p| serde_json::from_str::<crate::event::Entry>(p.get()).is_err())
-    {
-        return Json(Err(format!(
-            "forwarded entry does not decode: {}",
-            bad.get()
-        )));
+    if let Some(e) = payloads.iter().find_map(|p| p.decode(0).err()) {
+        return Json(Err(format!("forwarded entry does not decode: {e}")));
     }
     Json(
         s.log
@@ -322,7 +317,7 @@ const READ_INDEX: &str = "/raft/read-index";
 pub(crate) async fn forward(
     http: &reqwest::Client,
     addr: &str,
-    payloads: &[Box<serde_json::value::RawValue>],
+    payloads: &[Payload],
 ) -> Result<crate::Result<super::Appended>, reqwest::Error> {
     let url = format!("http://{addr}{FORWARD}");
     let response = match http.post(url).json(payloads).send().await {

@@ -30,12 +30,11 @@ use openraft::{
     StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use super::store::{Tip, CHUNK_BYTES};
 use super::{Appended, Shared};
-use crate::codec::Hash;
+use crate::codec::{Hash, Payload};
 use crate::event::Timestamp;
 
 /// A member's id.
@@ -56,11 +55,12 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub(crate) type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
 /// What the leader replicates for one group commit: the time it stamped and the encoded
-/// entries (`{"actor":…,"event":…}` each), in order.
+/// entries, in order (packed, a base64 string each; JSON objects in entries an older binary
+/// wrote).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Proposal {
     pub at: Timestamp,
-    pub entries: Vec<Box<RawValue>>,
+    pub entries: Vec<Payload>,
 }
 
 /// What applying a raft entry produced: the offsets of its events, if it had any.

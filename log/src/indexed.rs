@@ -1,8 +1,9 @@
-//! The encoding of a checkpoint's body: MessagePack in which a struct is an array of its
-//! fields in order when none was left out, or else a map from each field's *index* to its
-//! value; an enum variant is its index.
+//! The packed encoding of the log's payloads (format 5 on) and of a checkpoint's body:
+//! MessagePack in which a struct is an array of its fields in order when none was left out, or
+//! else a map from each field's *index* to its value; an enum variant is its index.
 //!
-//! Field names were half of a checkpoint's bytes and about half of its decode time. Plain
+//! Field names were half of a checkpoint's bytes and about half of its decode time; a JSON
+//! payload was 4.6 times as large and twice as slow to decode. Plain
 //! positional MessagePack (rmp's default) drops them but cannot be read back here: the event
 //! vocabulary leaves out empty optional fields (`skip_serializing_if`), which shifts every
 //! later field of a tuple. Indices keep each value's place whatever was left out: serde tells
@@ -14,6 +15,10 @@
 //! writing side is ours.
 //!
 //! Deterministic: the bytes depend only on the value (maps are ordered maps in the state).
+//!
+//! Positions are the contract: a field or variant is only ever added at the end of its struct
+//! or enum (a field added later is `#[serde(default)]`, so older, shorter arrays still read),
+//! never moved or removed. The golden logs (`log/tests/golden/v5.frames`) fail if one is.
 
 use std::fmt::Display;
 
