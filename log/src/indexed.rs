@@ -18,7 +18,7 @@
 //!
 //! Positions are the contract: a field or variant is only ever added at the end of its struct
 //! or enum (a field added later is `#[serde(default)]`, so older, shorter arrays still read),
-//! never moved or removed. The golden logs (`log/tests/golden/v5.frames`) fail if one is.
+//! never moved or removed. `log/tests/vocabulary.rs` and the golden logs fail if one is.
 
 use std::fmt::Display;
 
