@@ -2,19 +2,21 @@
 //! the previous change to the same subject, so "before" is the state as of that offset and
 //! "after" the state as of this one.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use cairn_log::event::{Actor, Timestamp};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::IdMap;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
     /// The latest changes made by users and external frameworks, oldest first.
     pub entries: VecDeque<AuditEntry>,
-    /// Offset of the latest change per subject among them.
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub latest: BTreeMap<CompactString, u64>,
+    /// Offset of the latest change per subject among them. Looked up twice per audited
+    /// record, so hashed rather than searched (an [`IdMap`] serializes as the map it replaced).
+    pub latest: IdMap<CompactString, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

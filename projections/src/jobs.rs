@@ -16,10 +16,6 @@ pub struct Jobs {
     /// Finished runs still kept, by the offset that finished them: the oldest go first.
     #[serde(deserialize_with = "crate::bulk::map")]
     pub ended: BTreeMap<u64, RunId>,
-    /// Which run was triggered for each `(job, scheduled_for)` among the runs kept: a run is
-    /// triggered at most once.
-    #[serde(deserialize_with = "crate::bulk::map")]
-    pub triggered: BTreeMap<JobName, BTreeMap<Timestamp, RunId>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +45,11 @@ pub struct Job {
     /// Runs triggered and not finished.
     #[serde(deserialize_with = "crate::bulk::set")]
     pub active_runs: BTreeSet<RunId>,
+    /// Which run was triggered for each time it was due, among the runs kept: a run is
+    /// triggered at most once. Kept with its job, not in a map of all jobs beside it, so
+    /// that the fold finds it with the job it has already found.
+    #[serde(deserialize_with = "crate::bulk::map")]
+    pub triggered: BTreeMap<Timestamp, RunId>,
     /// The latest runs that were due but could not start within epsilon, oldest first.
     pub missed: Vec<MissedRun>,
 }
@@ -154,10 +155,10 @@ impl Jobs {
 
     /// The runs of `job` still kept, by the time they were due.
     pub fn runs_of<'a>(&'a self, job: &JobName) -> impl Iterator<Item = (&'a RunId, &'a Run)> {
-        self.triggered
+        self.jobs
             .get(job)
             .into_iter()
-            .flat_map(|runs| runs.values())
+            .flat_map(|job| job.triggered.values())
             .filter_map(|id| Some((id, self.runs.get(id)?)))
     }
 }

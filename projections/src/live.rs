@@ -59,8 +59,9 @@ const MAX_HEADER: u64 = 4096;
 /// Checkpoint file format; a file of another format is ignored (and deleted). Format 1 held the
 /// state as JSON, in `<offset>.json` files; format 2 kept every removed framework; format 3
 /// held times as RFC 3339 text; format 4 named every field; format 5 was one MessagePack
-/// document, decoded on one thread; format 6 keyed every struct's fields by index.
-const CHECKPOINT_FORMAT: u32 = 7;
+/// document, decoded on one thread; format 6 keyed every struct's fields by index; format 7
+/// kept the runs triggered for every job in one map beside the jobs.
+const CHECKPOINT_FORMAT: u32 = 8;
 /// Bytes of checkpoint per record folded, at most: the next checkpoint waits for at least
 /// (the last one's size / this) records.
 /// Copying, serializing and writing a checkpoint takes ~7 ns a byte here, so this holds

@@ -11,7 +11,7 @@ use cairn_log::event::{
     Timestamp,
 };
 use cairn_log::Record;
-use compact_str::{format_compact, CompactString};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{
@@ -417,7 +417,7 @@ impl State {
                         launched_at: at,
                         updated_at: at,
                         kill_requested: false,
-                        statuses: vec![staging],
+                        statuses: first_statuses(staging),
                     },
                 );
                 // The first launch from an offer accepts it; the others find it closed.
@@ -648,6 +648,7 @@ impl State {
                     parents_cursor: None,
                     due: None,
                     active_runs: BTreeSet::new(),
+                    triggered: BTreeMap::new(),
                     missed: Vec::new(),
                 };
                 let job = Job {
@@ -676,21 +677,19 @@ impl State {
                 if self.jobs.jobs.remove(&e.job).is_none() {
                     self.anomaly(offset, format!("delete of unknown job {}", e.job));
                 }
-                self.jobs.triggered.remove(&e.job);
             }
             Event::JobRunTriggered(e) => {
                 let Some(job) = self.jobs.jobs.get_mut(&e.job) else {
                     return self.anomaly(offset, format!("run of unknown job {}", e.job));
                 };
-                let triggered = self.jobs.triggered.entry(e.job.clone()).or_default();
-                if let Some(earlier) = triggered.get(&e.scheduled_for) {
+                if let Some(earlier) = job.triggered.get(&e.scheduled_for) {
                     let what = format!(
                         "run of {} for {} triggered again (first: {earlier})",
                         e.job, e.scheduled_for
                     );
                     return self.anomaly(offset, what);
                 }
-                triggered.insert(e.scheduled_for, e.run_id.clone());
+                job.triggered.insert(e.scheduled_for, e.run_id.clone());
                 // A manual run moves no cursor: the schedule and the parents go on as before.
                 match e.cause {
                     RunCause::Schedule => {
@@ -926,12 +925,9 @@ impl State {
         let Some(run) = self.jobs.runs.remove(run_id) else {
             return;
         };
-        if let Some(triggered) = self.jobs.triggered.get_mut(&run.job) {
-            if triggered.get(&run.scheduled_for) == Some(run_id) {
-                triggered.remove(&run.scheduled_for);
-            }
-            if triggered.is_empty() {
-                self.jobs.triggered.remove(&run.job);
+        if let Some(job) = self.jobs.jobs.get_mut(&run.job) {
+            if job.triggered.get(&run.scheduled_for) == Some(run_id) {
+                job.triggered.remove(&run.scheduled_for);
             }
         }
     }
@@ -948,6 +944,14 @@ fn retire<K: Clone>(ended: &mut BTreeMap<u64, K>, offset: u64, id: &K, kept: usi
     }
 }
 
+/// A task's status history at launch: room for the states most tasks pass through (staging,
+/// starting, running, an end), so that it is allocated once rather than grown twice.
+fn first_statuses(staging: Status) -> Vec<Status> {
+    let mut statuses = Vec::with_capacity(4);
+    statuses.push(staging);
+    statuses
+}
+
 /// Which per-agent resource sum to adjust.
 #[derive(Debug, Clone, Copy)]
 enum Sum {
@@ -957,28 +961,34 @@ enum Sum {
 
 /// What an event changes, for the audit trail.
 fn subject(event: &Event) -> Option<CompactString> {
-    Some(match event {
-        Event::AppCreated(e) => format_compact!("app:{}", e.app_id),
-        Event::AppUpdated(e) => format_compact!("app:{}", e.app_id),
-        Event::AppScaled(e) => format_compact!("app:{}", e.app_id),
-        Event::AppDeleted(e) => format_compact!("app:{}", e.app_id),
-        Event::AppBackoffReset(e) => format_compact!("app:{}", e.app_id),
-        Event::DeploymentCanceled(e) => format_compact!("deployment:{}", e.deployment_id),
-        Event::JobCreated(e) => format_compact!("job:{}", e.job),
-        Event::JobUpdated(e) => format_compact!("job:{}", e.job),
-        Event::JobDeleted(e) => format_compact!("job:{}", e.job),
-        Event::JobRunTriggered(e) => format_compact!("job:{}", e.job),
-        Event::TaskLaunched(e) => format_compact!("task:{}", e.task_id),
-        Event::TaskKillRequested(e) => format_compact!("task:{}", e.task_id),
-        Event::AgentRemoved(e) => format_compact!("agent:{}", e.agent_id),
-        Event::FrameworkRegistered(e) => format_compact!("framework:{}", e.framework_id),
-        Event::FrameworkRemoved(e) => format_compact!("framework:{}", e.framework_id),
-        Event::OffersSuppressed(e) => format_compact!("framework:{}", e.framework_id),
-        Event::OffersRevived(e) => format_compact!("framework:{}", e.framework_id),
-        Event::OfferAccepted(e) => format_compact!("offer:{}", e.offer_id),
-        Event::OffersDeclined(e) => format_compact!("framework:{}", e.framework_id),
+    let (tag, id) = match event {
+        Event::AppCreated(e) => ("app", e.app_id.as_str()),
+        Event::AppUpdated(e) => ("app", e.app_id.as_str()),
+        Event::AppScaled(e) => ("app", e.app_id.as_str()),
+        Event::AppDeleted(e) => ("app", e.app_id.as_str()),
+        Event::AppBackoffReset(e) => ("app", e.app_id.as_str()),
+        Event::DeploymentCanceled(e) => ("deployment", e.deployment_id.as_str()),
+        Event::JobCreated(e) => ("job", e.job.as_str()),
+        Event::JobUpdated(e) => ("job", e.job.as_str()),
+        Event::JobDeleted(e) => ("job", e.job.as_str()),
+        Event::JobRunTriggered(e) => ("job", e.job.as_str()),
+        Event::TaskLaunched(e) => ("task", e.task_id.as_str()),
+        Event::TaskKillRequested(e) => ("task", e.task_id.as_str()),
+        Event::AgentRemoved(e) => ("agent", e.agent_id.as_str()),
+        Event::FrameworkRegistered(e) => ("framework", e.framework_id.as_str()),
+        Event::FrameworkRemoved(e) => ("framework", e.framework_id.as_str()),
+        Event::OffersSuppressed(e) => ("framework", e.framework_id.as_str()),
+        Event::OffersRevived(e) => ("framework", e.framework_id.as_str()),
+        Event::OfferAccepted(e) => ("offer", e.offer_id.as_str()),
+        Event::OffersDeclined(e) => ("framework", e.framework_id.as_str()),
         _ => return None,
-    })
+    };
+    // Joined by hand: `format_compact!` spent a fifth of the audit's time in `core::fmt`.
+    let mut subject = CompactString::with_capacity(tag.len() + 1 + id.len());
+    subject.push_str(tag);
+    subject.push(':');
+    subject.push_str(id);
+    Some(subject)
 }
 
 #[cfg(test)]

@@ -715,12 +715,11 @@ pub fn run_now(
     now: Timestamp,
     run_id: RunId,
 ) -> Result<Vec<Event>, Refusal> {
-    if !state.jobs.jobs.contains_key(name) {
+    let Some(job) = state.jobs.jobs.get(name) else {
         return Err(Refusal::NotFound(format!("job {name} does not exist")));
-    }
-    let taken = state.jobs.triggered.get(name);
+    };
     let mut at = now;
-    while taken.is_some_and(|t| t.contains_key(&at)) {
+    while job.triggered.contains_key(&at) {
         at = Timestamp::from_micros(at.as_micros() + 1);
     }
     Ok(vec![Event::JobRunTriggered(JobRunTriggered {
