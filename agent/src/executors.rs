@@ -147,7 +147,7 @@ impl Shared {
                 name.clone(),
                 Executor {
                     framework_id: framework_id.clone(),
-                    spec: spec.clone(),
+                    spec: ExecutorSpec::clone(spec),
                     sandbox: sandbox.clone(),
                     runtime: None,
                     tasks: vec![(id.clone(), false)],

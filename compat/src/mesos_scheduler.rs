@@ -331,8 +331,8 @@ fn task_info(task: &Value) -> Result<Launch, String> {
         resources: resources(&task["resources"])?,
         spec: TaskSpec {
             command: executor.is_none().then(|| command_info(command)),
-            container,
-            executor,
+            container: container.map(Box::new),
+            executor: executor.map(Box::new),
             data,
             ..TaskSpec::default()
         },

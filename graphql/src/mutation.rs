@@ -622,7 +622,7 @@ fn task_request(input: LaunchTaskInput) -> Result<TaskRequest, String> {
         ports,
         spec: TaskSpec {
             command,
-            container,
+            container: container.map(Box::new),
             ports: Vec::new(),
             health_checks: Vec::new(),
             labels: pairs("labels", input.labels)?,

@@ -73,7 +73,7 @@ fn examples() -> Value {
                 ..Resources::default()
             },
             spec: TaskSpec {
-                executor: Some(ExecutorSpec {
+                executor: Some(Box::new(ExecutorSpec {
                     executor_id: "pool-1".into(),
                     name: "pool".into(),
                     command: CommandSpec {
@@ -86,7 +86,7 @@ fn examples() -> Value {
                         mem_mib: 32,
                         ..Resources::default()
                     },
-                }),
+                })),
                 data: Some("aGVsbG8=".into()),
                 ..TaskSpec::default()
             },

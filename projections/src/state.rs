@@ -411,7 +411,7 @@ impl State {
                         agent_id: e.agent_id.clone(),
                         owner: e.owner.clone(),
                         resources: e.resources.clone(),
-                        spec: Box::new(e.spec),
+                        spec: e.spec,
                         state: staging.state,
                         healthy: None,
                         launched_at: at,

@@ -406,7 +406,7 @@ impl World {
                     agent_id,
                     owner,
                     resources: small(),
-                    spec: TaskSpec::default(),
+                    spec: Box::default(),
                     offer_id: None,
                 };
                 self.push(actor, Event::TaskLaunched(Box::new(event)), p);

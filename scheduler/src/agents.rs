@@ -155,7 +155,7 @@ impl Router {
                         task_id: e.task_id.clone(),
                         name: e.name.clone(),
                         resources: e.resources.clone(),
-                        spec: e.spec.clone(),
+                        spec: cairn_log::event::TaskSpec::clone(&e.spec),
                         offset,
                         framework_id: Some(e.framework_id.clone()),
                     })),
@@ -281,7 +281,7 @@ pub fn lose(state: &State, now: Timestamp, timeout_micros: i64, since: Timestamp
 #[cfg(test)]
 pub(crate) mod tests {
     use cairn_log::event::{
-        Actor, PortRange, Resources, TaskKillRequested, TaskLaunched, TaskOwner, TaskSpec, Term,
+        Actor, PortRange, Resources, TaskKillRequested, TaskLaunched, TaskOwner, Term,
     };
     use cairn_log::{Offset, Record};
     use cairn_projections::Fold;
@@ -343,7 +343,7 @@ pub(crate) mod tests {
                 mem_mib: 32,
                 ..Resources::default()
             },
-            spec: TaskSpec::default(),
+            spec: Box::default(),
             offer_id: None,
         }))
     }

@@ -210,7 +210,7 @@ fn share_key(allocation: &Resources, total: &Resources, weight: f64) -> u64 {
 mod tests {
     use cairn_log::event::{
         FrameworkRegistered, OffersDeclined, OffersRevived, OffersSuppressed, TaskLaunched,
-        TaskOwner, TaskSpec,
+        TaskOwner,
     };
 
     use super::*;
@@ -272,7 +272,7 @@ mod tests {
                 mem_mib: 1024,
                 ..Resources::default()
             },
-            spec: TaskSpec::default(),
+            spec: Box::default(),
             offer_id: None,
         }));
         let state = state_of(vec![

@@ -148,7 +148,7 @@ pub fn decide(state: &State, now: Timestamp, mint: &str) -> Cycle {
                     version: app.version,
                 },
                 resources,
-                spec,
+                spec: Box::new(spec),
                 offer_id: None,
             });
         }
@@ -454,7 +454,7 @@ impl Want {
             ports,
             spec: TaskSpec {
                 command: Some(command),
-                container: spec.container.clone(),
+                container: spec.container.clone().map(Box::new),
                 ports: Vec::new(),
                 health_checks: spec.health_checks.clone(),
                 labels: spec.labels.clone(),

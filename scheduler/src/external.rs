@@ -372,14 +372,14 @@ fn accept(
             framework_id: id.clone(),
             agent_id: agent.clone(),
             owner: TaskOwner::Framework,
-            spec: TaskSpec {
+            spec: Box::new(TaskSpec {
                 ports: resources
                     .ports
                     .iter()
                     .flat_map(|r| r.begin..=r.end)
                     .collect(),
                 ..launch.spec
-            },
+            }),
             resources,
             offer_id: None,
         });
@@ -509,7 +509,7 @@ mod tests {
     fn an_executor_is_charged_with_the_first_of_its_tasks_on_an_agent_only() {
         let for_executor = |id: &str| Launch {
             spec: TaskSpec {
-                executor: Some(cairn_log::event::ExecutorSpec {
+                executor: Some(Box::new(cairn_log::event::ExecutorSpec {
                     executor_id: "pool".into(),
                     name: String::new(),
                     command: cairn_log::event::CommandSpec::default(),
@@ -518,7 +518,7 @@ mod tests {
                         mem_mib: 16,
                         ..Resources::default()
                     },
-                }),
+                })),
                 ..TaskSpec::default()
             },
             ..launch(id, 100, Vec::new())

@@ -484,7 +484,7 @@ fn place(
             },
             resources,
             // Built when the launch was queued (its size counted then); placed, it moves.
-            spec: std::mem::take(&mut launch.task),
+            spec: Box::new(std::mem::take(&mut launch.task)),
             offer_id: None,
         },
     ))
@@ -536,7 +536,7 @@ fn task_spec(spec: &JobSpec, run_id: &RunId) -> TaskSpec {
     };
     TaskSpec {
         command: Some(command),
-        container: spec.container.clone(),
+        container: spec.container.clone().map(Box::new),
         ..TaskSpec::default()
     }
 }

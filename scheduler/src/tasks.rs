@@ -123,7 +123,7 @@ pub fn place(state: &State, request: &TaskRequest, task_id: TaskId) -> Result<Ev
         agent_id: agent_id.clone(),
         owner: TaskOwner::User,
         resources,
-        spec,
+        spec: Box::new(spec),
         offer_id: None,
     })))
 }

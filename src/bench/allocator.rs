@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cairn_log::event::{
     Actor, AgentId, AgentRegistered, Event, FrameworkId, FrameworkRegistered, PortRange, Resources,
-    TaskId, TaskLaunched, TaskOwner, TaskSpec, Term, Timestamp,
+    TaskId, TaskLaunched, TaskOwner, Term, Timestamp,
 };
 use cairn_log::{Offset, Record};
 use cairn_projections::{Fold, State};
@@ -96,7 +96,7 @@ pub fn bench(agents: usize, frameworks: usize, cycles: usize) -> anyhow::Result<
                 mem_mib: 128 << 10,
                 ..Resources::default()
             },
-            spec: TaskSpec::default(),
+            spec: Box::default(),
             offer_id: None,
         })));
     }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use cairn_log::event::{
     Actor, AgentId, AgentRegistered, AppCreated, AppId, Entry, Event, FrameworkId, Principal,
-    Resources, StatusSource, TaskId, TaskLaunched, TaskOwner, TaskSpec, TaskState,
-    TaskStatusUpdated, Timestamp,
+    Resources, StatusSource, TaskId, TaskLaunched, TaskOwner, TaskState, TaskStatusUpdated,
+    Timestamp,
 };
 use cairn_projections::live::{Projector, ProjectorConfig};
 use hdrhistogram::Histogram;
@@ -188,7 +188,7 @@ fn cluster(apps: usize, instances: usize) -> Vec<Entry> {
                         disk_mib: 0,
                         ports: vec![],
                     },
-                    spec: TaskSpec::default(),
+                    spec: Box::default(),
                     offer_id: None,
                 })),
             });
