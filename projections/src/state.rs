@@ -945,7 +945,7 @@ fn retire<K: Clone>(ended: &mut BTreeMap<u64, K>, offset: u64, id: &K, kept: usi
 }
 
 /// A task's status history at launch: room for the states most tasks pass through (staging,
-/// starting, running, an end), so that it is allocated once rather than grown twice.
+/// starting, running, an end), so that it is allocated once, not allocated and then grown.
 fn first_statuses(staging: Status) -> Vec<Status> {
     let mut statuses = Vec::with_capacity(4);
     statuses.push(staging);
@@ -983,7 +983,7 @@ fn subject(event: &Event) -> Option<CompactString> {
         Event::OffersDeclined(e) => ("framework", e.framework_id.as_str()),
         _ => return None,
     };
-    // Joined by hand: `format_compact!` spent a fifth of the audit's time in `core::fmt`.
+    // Joined by hand: through `format_compact!`, `core::fmt` was a quarter of the audit's time.
     let mut subject = CompactString::with_capacity(tag.len() + 1 + id.len());
     subject.push_str(tag);
     subject.push(':');
